@@ -1,0 +1,130 @@
+//! The replicated command: every mutation of Keystead's state is one of these, appended to the
+//! log and then applied. Commands are self-contained (they carry every timestamp, version id and
+//! sealed value they need) so applying is deterministic and a replayed log yields the same state.
+
+use crate::{
+    AttributesPatch, Ciphertext, ObjectKind, ObjectName, Principal, RoleAssignment, UnixTime,
+    VaultName, VaultSettings, VersionRecord,
+};
+use serde::{Deserialize, Serialize};
+
+/// Deployment-wide identity: the OAuth2 tenant, the token-signing key (sealed) and the admin
+/// credential (hashed). Written once, by the first command of a fresh deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub tenant_id: String,
+    pub token_signing_key: Ciphertext,
+    pub admin_token_hash: String,
+    pub created: UnixTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    InitDeployment(Deployment),
+
+    CreateVault(VaultSettings),
+    /// Turns purge protection on (it can never be turned off).
+    EnablePurgeProtection {
+        vault: VaultName,
+    },
+    /// Removes a vault, its objects and its role assignments.
+    DeleteVault {
+        vault: VaultName,
+    },
+
+    CreatePrincipal(Principal),
+    DeletePrincipal {
+        client_id: String,
+    },
+    AssignRole(RoleAssignment),
+    RemoveRole {
+        id: String,
+    },
+
+    /// Adds a new version to an object, creating the object if needed.
+    PutVersion {
+        vault: VaultName,
+        kind: ObjectKind,
+        name: ObjectName,
+        version: VersionRecord,
+    },
+    /// Updates the mutable fields of one version (`None` = the latest).
+    UpdateVersion {
+        vault: VaultName,
+        kind: ObjectKind,
+        name: ObjectName,
+        version: Option<String>,
+        patch: AttributesPatch,
+        at: UnixTime,
+    },
+    /// Soft-deletes an object (all versions).
+    DeleteObject {
+        vault: VaultName,
+        kind: ObjectKind,
+        name: ObjectName,
+        at: UnixTime,
+    },
+    RecoverObject {
+        vault: VaultName,
+        kind: ObjectKind,
+        name: ObjectName,
+    },
+    /// An explicit purge by a caller: refused under purge protection.
+    PurgeObject {
+        vault: VaultName,
+        kind: ObjectKind,
+        name: ObjectName,
+    },
+    /// Retention timer: removes every soft-deleted object whose scheduled purge date is `<= at`,
+    /// purge protection notwithstanding. Proposed by the leader's background task.
+    PurgeExpired {
+        at: UnixTime,
+    },
+    /// Restores a backup: the object must not exist (active or deleted) in the target vault.
+    RestoreObject {
+        vault: VaultName,
+        kind: ObjectKind,
+        name: ObjectName,
+        versions: Vec<VersionRecord>,
+    },
+}
+
+impl Command {
+    /// A short, secret-free name for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Command::InitDeployment(_) => "init_deployment",
+            Command::CreateVault(_) => "create_vault",
+            Command::EnablePurgeProtection { .. } => "enable_purge_protection",
+            Command::DeleteVault { .. } => "delete_vault",
+            Command::CreatePrincipal(_) => "create_principal",
+            Command::DeletePrincipal { .. } => "delete_principal",
+            Command::AssignRole(_) => "assign_role",
+            Command::RemoveRole { .. } => "remove_role",
+            Command::PutVersion { .. } => "put_version",
+            Command::UpdateVersion { .. } => "update_version",
+            Command::DeleteObject { .. } => "delete_object",
+            Command::RecoverObject { .. } => "recover_object",
+            Command::PurgeObject { .. } => "purge_object",
+            Command::PurgeExpired { .. } => "purge_expired",
+            Command::RestoreObject { .. } => "restore_object",
+        }
+    }
+}
+
+/// What applying a command produced, so the proposer can answer without a racy re-read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Applied {
+    Done,
+    /// The object after the change and the version the command touched (the latest one for
+    /// object-wide commands).
+    Object {
+        object: crate::ObjectRecord,
+        version: VersionRecord,
+    },
+    Vault(VaultSettings),
+    Purged {
+        count: u64,
+    },
+}

@@ -1,0 +1,139 @@
+//! Objects (secrets, keys, certificates) and their versions, as the state machine stores them.
+//!
+//! An object is a name with an ordered list of versions and an optional soft-deletion record.
+//! Versions are immutable apart from their attributes, tags and content type.
+
+use crate::{ObjectName, UnixTime};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which collection an object lives in. The string form is the URL collection segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ObjectKind {
+    Secret,
+    Key,
+    Certificate,
+}
+
+impl ObjectKind {
+    /// The URL collection name (`secrets`, `keys`, `certificates`).
+    pub fn collection(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "secrets",
+            ObjectKind::Key => "keys",
+            ObjectKind::Certificate => "certificates",
+        }
+    }
+
+    /// The URL collection name of soft-deleted objects.
+    pub fn deleted_collection(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "deletedsecrets",
+            ObjectKind::Key => "deletedkeys",
+            ObjectKind::Certificate => "deletedcertificates",
+        }
+    }
+
+    /// A human word for messages ("Secret", "Key", "Certificate").
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "Secret",
+            ObjectKind::Key => "Key",
+            ObjectKind::Certificate => "Certificate",
+        }
+    }
+}
+
+/// Opaque ciphertext produced by the crypto crate (a serialized sealed box). The model and the
+/// store never look inside; only `keystead-core` opens it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ciphertext(pub Vec<u8>);
+
+/// Attributes common to every object version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    pub enabled: bool,
+    pub not_before: Option<UnixTime>,
+    pub expires: Option<UnixTime>,
+    pub created: UnixTime,
+    pub updated: UnixTime,
+}
+
+/// A partial update of a version's mutable fields; `None` leaves a field unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributesPatch {
+    pub enabled: Option<bool>,
+    pub not_before: Option<UnixTime>,
+    pub expires: Option<UnixTime>,
+    pub content_type: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl AttributesPatch {
+    /// Applies the patch at time `at`, bumping `updated`.
+    pub fn apply_to(&self, version: &mut VersionRecord, at: UnixTime) {
+        if let Some(enabled) = self.enabled {
+            version.attributes.enabled = enabled;
+        }
+        if let Some(nbf) = self.not_before {
+            version.attributes.not_before = Some(nbf);
+        }
+        if let Some(exp) = self.expires {
+            version.attributes.expires = Some(exp);
+        }
+        if let Some(content_type) = &self.content_type {
+            version.content_type = Some(content_type.clone());
+        }
+        if let Some(tags) = &self.tags {
+            version.tags = tags.clone();
+        }
+        version.attributes.updated = at;
+    }
+}
+
+/// What a version carries besides its attributes. Only ciphertext: plaintext never reaches the
+/// model, the log or the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Payload {
+    /// A secret value, sealed with AAD binding it to vault/name/version.
+    Secret { value: Ciphertext },
+}
+
+/// One immutable version of an object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// 32 lower-case hex characters.
+    pub version: String,
+    pub attributes: Attributes,
+    pub tags: BTreeMap<String, String>,
+    pub content_type: Option<String>,
+    pub payload: Payload,
+}
+
+/// Soft-deletion state of an object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub deleted_date: UnixTime,
+    pub scheduled_purge_date: UnixTime,
+}
+
+/// An object: its name, its versions in creation order (the last is the current one) and,
+/// while soft-deleted, its deletion record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub name: ObjectName,
+    pub kind: ObjectKind,
+    pub versions: Vec<String>,
+    pub deleted: Option<Deletion>,
+}
+
+impl ObjectRecord {
+    pub fn latest_version(&self) -> Option<&str> {
+        self.versions.last().map(String::as_str)
+    }
+
+    pub fn has_version(&self, version: &str) -> bool {
+        self.versions.iter().any(|v| v == version)
+    }
+}

@@ -1,0 +1,422 @@
+//! The state machine: applies one command to the tables inside the caller's write transaction.
+//!
+//! Deterministic by construction: it reads nothing but the tables and the command (no clock, no
+//! randomness). Every refusal is decided before the first write, so a refused command leaves the
+//! state unchanged and every replica refuses it the same way.
+
+use crate::tables::{self, get, put};
+use crate::{ApplyResult, StoreError};
+use keystead_model::{
+    rules, Applied, ApplyError, AttributesPatch, Command, Deployment, ObjectKind, ObjectName,
+    ObjectRecord, Principal, RoleAssignment, VaultName, VaultSettings, VersionRecord,
+};
+use redb::{ReadableTable, Table, WriteTransaction};
+
+/// Why an apply step stopped: a deterministic refusal, or a storage failure.
+enum Failure {
+    Refused(ApplyError),
+    Store(StoreError),
+}
+
+impl From<ApplyError> for Failure {
+    fn from(e: ApplyError) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<redb::TableError> for Failure {
+    fn from(e: redb::TableError) -> Self {
+        Failure::Store(e.into())
+    }
+}
+
+impl From<redb::StorageError> for Failure {
+    fn from(e: redb::StorageError) -> Self {
+        Failure::Store(e.into())
+    }
+}
+
+type Step = Result<Applied, Failure>;
+type Bytes<'t> = Table<'t, &'static str, &'static [u8]>;
+
+pub(crate) fn apply(
+    txn: &WriteTransaction,
+    index: u64,
+    command: &Command,
+) -> Result<ApplyResult, StoreError> {
+    let result = match dispatch(txn, command) {
+        Ok(applied) => Ok(applied),
+        Err(Failure::Refused(e)) => Err(e),
+        Err(Failure::Store(e)) => return Err(e),
+    };
+    let mut meta = txn.open_table(tables::META)?;
+    put(&mut meta, tables::META_LAST_APPLIED, &index)?;
+    Ok(result)
+}
+
+fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
+    match command {
+        Command::InitDeployment(deployment) => init_deployment(txn, deployment),
+        Command::CreateVault(settings) => create_vault(txn, settings),
+        Command::EnablePurgeProtection { vault } => enable_purge_protection(txn, vault),
+        Command::DeleteVault { vault } => delete_vault(txn, vault),
+        Command::CreatePrincipal(principal) => create_principal(txn, principal),
+        Command::DeletePrincipal { client_id } => delete_principal(txn, client_id),
+        Command::AssignRole(assignment) => assign_role(txn, assignment),
+        Command::RemoveRole { id } => remove_role(txn, id),
+        Command::PutVersion {
+            vault,
+            kind,
+            name,
+            version,
+        } => put_version(txn, vault, *kind, name, version),
+        Command::UpdateVersion {
+            vault,
+            kind,
+            name,
+            version,
+            patch,
+            at,
+        } => update_version(txn, vault, *kind, name, version.as_deref(), patch, *at),
+        Command::DeleteObject {
+            vault,
+            kind,
+            name,
+            at,
+        } => {
+            let settings = vault_settings(txn, vault)?;
+            let (mut objects, versions) = object_tables(txn)?;
+            let object = load_object(&objects, vault, *kind, name)?;
+            let mut object = rules::active(*kind, name, object.as_ref())?.clone();
+            object.deleted = Some(rules::deletion(&settings, *at));
+            put(
+                &mut objects,
+                &tables::object_key(vault, *kind, name),
+                &object,
+            )?;
+            let version = latest_record(&versions, vault, &object)?;
+            Ok(Applied::Object { object, version })
+        }
+        Command::RecoverObject { vault, kind, name } => {
+            vault_settings(txn, vault)?;
+            let (mut objects, versions) = object_tables(txn)?;
+            let object = load_object(&objects, vault, *kind, name)?;
+            let mut object = rules::deleted(*kind, name, object.as_ref())?.clone();
+            object.deleted = None;
+            put(
+                &mut objects,
+                &tables::object_key(vault, *kind, name),
+                &object,
+            )?;
+            let version = latest_record(&versions, vault, &object)?;
+            Ok(Applied::Object { object, version })
+        }
+        Command::PurgeObject { vault, kind, name } => {
+            let settings = vault_settings(txn, vault)?;
+            let (mut objects, mut versions) = object_tables(txn)?;
+            let object = load_object(&objects, vault, *kind, name)?;
+            let object = rules::deleted(*kind, name, object.as_ref())?.clone();
+            rules::check_purge(&settings)?;
+            remove_object(&mut objects, &mut versions, vault, &object)?;
+            Ok(Applied::Purged { count: 1 })
+        }
+        Command::PurgeExpired { at } => purge_expired(txn, *at),
+        Command::RestoreObject {
+            vault,
+            kind,
+            name,
+            versions: restored,
+        } => {
+            vault_settings(txn, vault)?;
+            let (mut objects, mut versions) = object_tables(txn)?;
+            let existing = load_object(&objects, vault, *kind, name)?;
+            rules::check_restore(*kind, name, existing.as_ref())?;
+            let Some(last) = restored.last().cloned() else {
+                return Err(
+                    ApplyError::Invalid("a restore needs at least one version".into()).into(),
+                );
+            };
+            for version in restored {
+                let key = tables::version_key(vault, *kind, name, &version.version);
+                put(&mut versions, &key, version)?;
+            }
+            let object = ObjectRecord {
+                name: name.clone(),
+                kind: *kind,
+                versions: restored.iter().map(|v| v.version.clone()).collect(),
+                deleted: None,
+            };
+            put(
+                &mut objects,
+                &tables::object_key(vault, *kind, name),
+                &object,
+            )?;
+            Ok(Applied::Object {
+                object,
+                version: last,
+            })
+        }
+    }
+}
+
+fn object_tables(txn: &WriteTransaction) -> Result<(Bytes<'_>, Bytes<'_>), Failure> {
+    Ok((
+        txn.open_table(tables::OBJECTS)?,
+        txn.open_table(tables::VERSIONS)?,
+    ))
+}
+
+fn vault_settings(txn: &WriteTransaction, vault: &VaultName) -> Result<VaultSettings, Failure> {
+    let vaults = txn.open_table(tables::VAULTS)?;
+    get(&vaults, vault.as_str())?.ok_or_else(|| ApplyError::VaultNotFound(vault.to_string()).into())
+}
+
+fn load_object(
+    objects: &Bytes,
+    vault: &VaultName,
+    kind: ObjectKind,
+    name: &ObjectName,
+) -> Result<Option<ObjectRecord>, Failure> {
+    Ok(get(objects, &tables::object_key(vault, kind, name))?)
+}
+
+fn latest(object: &ObjectRecord) -> Result<&str, Failure> {
+    object.latest_version().ok_or_else(|| {
+        StoreError::Corrupt(format!("object {} has no versions", object.name)).into()
+    })
+}
+
+fn latest_record(
+    versions: &Bytes,
+    vault: &VaultName,
+    object: &ObjectRecord,
+) -> Result<VersionRecord, Failure> {
+    let key = tables::version_key(vault, object.kind, &object.name, latest(object)?);
+    get(versions, &key)?.ok_or_else(|| StoreError::Corrupt(format!("missing version {key}")).into())
+}
+
+fn remove_object(
+    objects: &mut Bytes,
+    versions: &mut Bytes,
+    vault: &VaultName,
+    object: &ObjectRecord,
+) -> Result<(), Failure> {
+    for version in &object.versions {
+        versions.remove(tables::version_key(vault, object.kind, &object.name, version).as_str())?;
+    }
+    objects.remove(tables::object_key(vault, object.kind, &object.name).as_str())?;
+    Ok(())
+}
+
+fn put_version(
+    txn: &WriteTransaction,
+    vault: &VaultName,
+    kind: ObjectKind,
+    name: &ObjectName,
+    version: &VersionRecord,
+) -> Step {
+    vault_settings(txn, vault)?;
+    let (mut objects, mut versions) = object_tables(txn)?;
+    let existing = load_object(&objects, vault, kind, name)?;
+    rules::check_put(kind, name, existing.as_ref(), &version.version)?;
+    let mut object = existing.unwrap_or_else(|| ObjectRecord {
+        name: name.clone(),
+        kind,
+        versions: Vec::new(),
+        deleted: None,
+    });
+    object.versions.push(version.version.clone());
+    put(
+        &mut versions,
+        &tables::version_key(vault, kind, name, &version.version),
+        version,
+    )?;
+    put(
+        &mut objects,
+        &tables::object_key(vault, kind, name),
+        &object,
+    )?;
+    Ok(Applied::Object {
+        object,
+        version: version.clone(),
+    })
+}
+
+fn update_version(
+    txn: &WriteTransaction,
+    vault: &VaultName,
+    kind: ObjectKind,
+    name: &ObjectName,
+    version: Option<&str>,
+    patch: &AttributesPatch,
+    at: i64,
+) -> Step {
+    vault_settings(txn, vault)?;
+    let (objects, mut versions) = object_tables(txn)?;
+    let object = load_object(&objects, vault, kind, name)?;
+    let object = rules::active(kind, name, object.as_ref())?.clone();
+    let version_id = match version {
+        Some(v) => v.to_string(),
+        None => latest(&object)?.to_string(),
+    };
+    if !object.has_version(&version_id) {
+        return Err(ApplyError::VersionNotFound {
+            kind,
+            name: name.to_string(),
+            version: version_id,
+        }
+        .into());
+    }
+    let key = tables::version_key(vault, kind, name, &version_id);
+    let mut record: VersionRecord = get(&versions, &key)?
+        .ok_or_else(|| StoreError::Corrupt(format!("missing version {key}")))?;
+    patch.apply_to(&mut record, at);
+    put(&mut versions, &key, &record)?;
+    Ok(Applied::Object {
+        object,
+        version: record,
+    })
+}
+
+fn purge_expired(txn: &WriteTransaction, at: i64) -> Step {
+    let (mut objects, mut versions) = object_tables(txn)?;
+    let mut due = Vec::new();
+    for row in objects.iter()? {
+        let (key, value) = row?;
+        let object: ObjectRecord = crate::codec::decode(value.value())?;
+        if matches!(&object.deleted, Some(d) if d.scheduled_purge_date <= at) {
+            let vault = key.value().split('/').next().and_then(VaultName::parse);
+            let vault =
+                vault.ok_or_else(|| StoreError::Corrupt(format!("bad key {}", key.value())))?;
+            due.push((vault, object));
+        }
+    }
+    for (vault, object) in &due {
+        remove_object(&mut objects, &mut versions, vault, object)?;
+    }
+    Ok(Applied::Purged {
+        count: due.len() as u64,
+    })
+}
+
+fn init_deployment(txn: &WriteTransaction, deployment: &Deployment) -> Step {
+    let mut meta = txn.open_table(tables::META)?;
+    if get::<Deployment>(&meta, tables::META_DEPLOYMENT)?.is_some() {
+        return Err(ApplyError::AlreadyInitialized.into());
+    }
+    put(&mut meta, tables::META_DEPLOYMENT, deployment)?;
+    Ok(Applied::Done)
+}
+
+fn create_vault(txn: &WriteTransaction, settings: &VaultSettings) -> Step {
+    let mut vaults = txn.open_table(tables::VAULTS)?;
+    if get::<VaultSettings>(&vaults, settings.name.as_str())?.is_some() {
+        return Err(ApplyError::VaultExists(settings.name.to_string()).into());
+    }
+    put(&mut vaults, settings.name.as_str(), settings)?;
+    Ok(Applied::Vault(settings.clone()))
+}
+
+fn enable_purge_protection(txn: &WriteTransaction, vault: &VaultName) -> Step {
+    let mut settings = vault_settings(txn, vault)?;
+    settings.purge_protection = true;
+    let mut vaults = txn.open_table(tables::VAULTS)?;
+    put(&mut vaults, vault.as_str(), &settings)?;
+    Ok(Applied::Vault(settings))
+}
+
+fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
+    let settings = vault_settings(txn, vault)?;
+    let (mut objects, mut versions) = object_tables(txn)?;
+    let prefix = format!("{}/", vault.as_str());
+    let end = tables::prefix_end(&prefix);
+    let object_keys = keys_in(&objects, &prefix, &end)?;
+    if settings.purge_protection && !object_keys.is_empty() {
+        return Err(ApplyError::VaultProtected(vault.to_string()).into());
+    }
+    for key in object_keys {
+        objects.remove(key.as_str())?;
+    }
+    for key in keys_in(&versions, &prefix, &end)? {
+        versions.remove(key.as_str())?;
+    }
+    let mut roles = txn.open_table(tables::ROLES)?;
+    let mut doomed = Vec::new();
+    for row in roles.iter()? {
+        let (key, value) = row?;
+        let assignment: RoleAssignment = crate::codec::decode(value.value())?;
+        if &assignment.scope.vault == vault {
+            doomed.push(key.value().to_string());
+        }
+    }
+    for key in doomed {
+        roles.remove(key.as_str())?;
+    }
+    txn.open_table(tables::VAULTS)?.remove(vault.as_str())?;
+    Ok(Applied::Done)
+}
+
+fn keys_in(table: &Bytes, start: &str, end: &str) -> Result<Vec<String>, Failure> {
+    let mut keys = Vec::new();
+    for row in table.range(start..end)? {
+        keys.push(row?.0.value().to_string());
+    }
+    Ok(keys)
+}
+
+fn create_principal(txn: &WriteTransaction, principal: &Principal) -> Step {
+    let mut principals = txn.open_table(tables::PRINCIPALS)?;
+    if get::<Principal>(&principals, &principal.client_id)?.is_some() {
+        return Err(ApplyError::PrincipalExists(principal.client_id.clone()).into());
+    }
+    put(&mut principals, &principal.client_id, principal)?;
+    Ok(Applied::Done)
+}
+
+fn delete_principal(txn: &WriteTransaction, client_id: &str) -> Step {
+    let mut principals = txn.open_table(tables::PRINCIPALS)?;
+    if principals.remove(client_id)?.is_none() {
+        return Err(ApplyError::PrincipalNotFound(client_id.to_string()).into());
+    }
+    let mut roles = txn.open_table(tables::ROLES)?;
+    let mut doomed = Vec::new();
+    for row in roles.iter()? {
+        let (key, value) = row?;
+        let assignment: RoleAssignment = crate::codec::decode(value.value())?;
+        if assignment.principal_id == client_id {
+            doomed.push(key.value().to_string());
+        }
+    }
+    for key in doomed {
+        roles.remove(key.as_str())?;
+    }
+    Ok(Applied::Done)
+}
+
+fn assign_role(txn: &WriteTransaction, assignment: &RoleAssignment) -> Step {
+    vault_settings(txn, &assignment.scope.vault)?;
+    let principals = txn.open_table(tables::PRINCIPALS)?;
+    if get::<Principal>(&principals, &assignment.principal_id)?.is_none() {
+        return Err(ApplyError::PrincipalNotFound(assignment.principal_id.clone()).into());
+    }
+    let mut roles = txn.open_table(tables::ROLES)?;
+    if get::<RoleAssignment>(&roles, &assignment.id)?.is_some() {
+        return Err(ApplyError::RoleAssignmentExists(assignment.id.clone()).into());
+    }
+    put(&mut roles, &assignment.id, assignment)?;
+    Ok(Applied::Done)
+}
+
+fn remove_role(txn: &WriteTransaction, id: &str) -> Step {
+    let mut roles = txn.open_table(tables::ROLES)?;
+    if roles.remove(id)?.is_none() {
+        return Err(ApplyError::RoleAssignmentNotFound(id.to_string()).into());
+    }
+    Ok(Applied::Done)
+}

@@ -1,0 +1,137 @@
+//! Reads: typed getters over one consistent redb read transaction. Reads never touch the log.
+
+use crate::tables::{self, get};
+use crate::{codec, StoreError};
+use keystead_model::{
+    Deployment, ObjectKind, ObjectName, ObjectRecord, Principal, RoleAssignment, VaultName,
+    VaultSettings, VersionRecord,
+};
+use redb::{ReadTransaction, ReadableTable};
+
+/// One page of a listing and the continuation point, if there is more.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque to callers: pass it back as `after` to get the next page.
+    pub next: Option<String>,
+}
+
+pub struct ReadView {
+    txn: ReadTransaction,
+}
+
+impl ReadView {
+    pub(crate) fn new(txn: ReadTransaction) -> ReadView {
+        ReadView { txn }
+    }
+
+    pub fn deployment(&self) -> Result<Option<Deployment>, StoreError> {
+        let meta = self.txn.open_table(tables::META)?;
+        get(&meta, tables::META_DEPLOYMENT)
+    }
+
+    pub fn last_applied(&self) -> Result<u64, StoreError> {
+        let meta = self.txn.open_table(tables::META)?;
+        Ok(get::<u64>(&meta, tables::META_LAST_APPLIED)?.unwrap_or(0))
+    }
+
+    pub fn vault(&self, name: &VaultName) -> Result<Option<VaultSettings>, StoreError> {
+        let vaults = self.txn.open_table(tables::VAULTS)?;
+        get(&vaults, name.as_str())
+    }
+
+    pub fn vaults(&self) -> Result<Vec<VaultSettings>, StoreError> {
+        self.all(tables::VAULTS)
+    }
+
+    pub fn object(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        name: &ObjectName,
+    ) -> Result<Option<ObjectRecord>, StoreError> {
+        let objects = self.txn.open_table(tables::OBJECTS)?;
+        get(&objects, &tables::object_key(vault, kind, name))
+    }
+
+    pub fn version(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        name: &ObjectName,
+        version: &str,
+    ) -> Result<Option<VersionRecord>, StoreError> {
+        let versions = self.txn.open_table(tables::VERSIONS)?;
+        get(&versions, &tables::version_key(vault, kind, name, version))
+    }
+
+    /// Objects of one collection, in name order, either the active or the soft-deleted ones,
+    /// each with its latest version.
+    pub fn list_objects(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        deleted: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<(ObjectRecord, VersionRecord)>, StoreError> {
+        let objects = self.txn.open_table(tables::OBJECTS)?;
+        let prefix = tables::collection_prefix(vault, kind);
+        let end = tables::prefix_end(&prefix);
+        // Continue strictly after the last name returned: append a byte below every name byte.
+        let start = match after {
+            Some(last) => format!("{prefix}{}\u{1}", last.to_ascii_lowercase()),
+            None => prefix.clone(),
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        for row in objects.range(start.as_str()..end.as_str())? {
+            let (_, value) = row?;
+            let object: ObjectRecord = codec::decode(value.value())?;
+            if object.deleted.is_some() != deleted {
+                continue;
+            }
+            if items.len() == limit {
+                next = items
+                    .last()
+                    .map(|(o, _): &(ObjectRecord, VersionRecord)| o.name.key());
+                break;
+            }
+            let Some(latest) = object.latest_version() else {
+                continue;
+            };
+            let version = self
+                .version(vault, kind, &object.name, latest)?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("missing version of {}", object.name))
+                })?;
+            items.push((object, version));
+        }
+        Ok(Page { items, next })
+    }
+
+    pub fn principal(&self, client_id: &str) -> Result<Option<Principal>, StoreError> {
+        let principals = self.txn.open_table(tables::PRINCIPALS)?;
+        get(&principals, client_id)
+    }
+
+    pub fn principals(&self) -> Result<Vec<Principal>, StoreError> {
+        self.all(tables::PRINCIPALS)
+    }
+
+    pub fn role_assignments(&self) -> Result<Vec<RoleAssignment>, StoreError> {
+        self.all(tables::ROLES)
+    }
+
+    fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: redb::TableDefinition<&'static str, &'static [u8]>,
+    ) -> Result<Vec<T>, StoreError> {
+        let table = self.txn.open_table(table)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            out.push(codec::decode(row?.1.value())?);
+        }
+        Ok(out)
+    }
+}

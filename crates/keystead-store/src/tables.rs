@@ -1,0 +1,86 @@
+//! Table definitions and key layout. Keys are strings built from lower-case names joined by
+//! `/` (names never contain `/`), so a prefix range scan lists one vault's collection in order.
+
+use crate::{codec, StoreError};
+use keystead_model::{ObjectKind, ObjectName, VaultName};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// index → encoded `LogEntry`.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// "deployment" → `Deployment`, "last_applied" → u64.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// vault name → `VaultSettings`.
+pub(crate) const VAULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("vaults");
+/// "vault/collection/name" → `ObjectRecord`.
+pub(crate) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// "vault/collection/name/version" → `VersionRecord`.
+pub(crate) const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("versions");
+/// client id → `Principal`.
+pub(crate) const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
+/// assignment id → `RoleAssignment`.
+pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("role_assignments");
+
+pub(crate) const META_DEPLOYMENT: &str = "deployment";
+pub(crate) const META_LAST_APPLIED: &str = "last_applied";
+
+pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(LOG)?;
+    txn.open_table(META)?;
+    txn.open_table(VAULTS)?;
+    txn.open_table(OBJECTS)?;
+    txn.open_table(VERSIONS)?;
+    txn.open_table(PRINCIPALS)?;
+    txn.open_table(ROLES)?;
+    Ok(())
+}
+
+/// The prefix of every object key of one collection in one vault.
+pub(crate) fn collection_prefix(vault: &VaultName, kind: ObjectKind) -> String {
+    format!("{}/{}/", vault.as_str(), kind.collection())
+}
+
+pub(crate) fn object_key(vault: &VaultName, kind: ObjectKind, name: &ObjectName) -> String {
+    format!("{}{}", collection_prefix(vault, kind), name.key())
+}
+
+pub(crate) fn version_key(
+    vault: &VaultName,
+    kind: ObjectKind,
+    name: &ObjectName,
+    version: &str,
+) -> String {
+    format!("{}/{}", object_key(vault, kind, name), version)
+}
+
+/// The smallest string greater than every string starting with `prefix` ('/' + 1 = '0').
+pub(crate) fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.to_string();
+    end.pop();
+    end.push('0');
+    end
+}
+
+pub(crate) fn get<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    match table.get(key)? {
+        Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn put<T: Serialize>(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    table.insert(key, codec::encode(value)?.as_slice())?;
+    Ok(())
+}
+
+pub(crate) fn last_applied(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let meta = txn.open_table(META)?;
+    Ok(get::<u64>(&meta, META_LAST_APPLIED)?.unwrap_or(0))
+}

@@ -1,0 +1,204 @@
+//! Store tests: the commit path, apply rules, listing and durability across reopen.
+
+use super::*;
+use keystead_model::*;
+use std::collections::BTreeMap;
+
+fn vault() -> VaultName {
+    VaultName::parse("demo").unwrap()
+}
+
+fn name(n: &str) -> ObjectName {
+    ObjectName::parse(n).unwrap()
+}
+
+fn version(id: &str, at: i64) -> VersionRecord {
+    VersionRecord {
+        version: id.to_string(),
+        attributes: Attributes {
+            enabled: true,
+            not_before: None,
+            expires: None,
+            created: at,
+            updated: at,
+        },
+        tags: BTreeMap::new(),
+        content_type: None,
+        payload: Payload::Secret {
+            value: Ciphertext(vec![1, 2, 3]),
+        },
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.redb")).unwrap();
+    let create = Command::CreateVault(VaultSettings {
+        name: vault(),
+        retention_days: 7,
+        purge_protection: false,
+        created: 0,
+    });
+    store.append_and_apply(&create).unwrap().1.unwrap();
+    (dir, store)
+}
+
+fn put(store: &Store, n: &str, v: &str) -> ApplyResult {
+    let cmd = Command::PutVersion {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name(n),
+        version: version(v, 10),
+    };
+    store.append_and_apply(&cmd).unwrap().1
+}
+
+#[test]
+fn lifecycle_follows_the_rules() {
+    let (_dir, store) = open();
+    put(&store, "A", "v1").unwrap();
+    put(&store, "a", "v2").unwrap();
+    let object = store
+        .read()
+        .unwrap()
+        .object(&vault(), ObjectKind::Secret, &name("A"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(object.versions, vec!["v1", "v2"]);
+    assert_eq!(object.name.as_str(), "A", "keeps the first spelling");
+
+    let delete = Command::DeleteObject {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name("a"),
+        at: 100,
+    };
+    match store.append_and_apply(&delete).unwrap().1.unwrap() {
+        Applied::Object { object, version } => {
+            assert_eq!(
+                object.deleted.unwrap().scheduled_purge_date,
+                100 + 7 * 86_400
+            );
+            assert_eq!(version.version, "v2");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        put(&store, "A", "v3"),
+        Err(ApplyError::DeletedButRecoverable { .. })
+    ));
+
+    let recover = Command::RecoverObject {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name("A"),
+    };
+    store.append_and_apply(&recover).unwrap().1.unwrap();
+    put(&store, "A", "v3").unwrap();
+
+    // Expiry purges only what is due.
+    store.append_and_apply(&delete).unwrap().1.unwrap();
+    let early = store
+        .append_and_apply(&Command::PurgeExpired { at: 101 })
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!(early, Applied::Purged { count: 0 });
+    let due = store
+        .append_and_apply(&Command::PurgeExpired {
+            at: 100 + 7 * 86_400,
+        })
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!(due, Applied::Purged { count: 1 });
+    assert!(store
+        .read()
+        .unwrap()
+        .object(&vault(), ObjectKind::Secret, &name("A"))
+        .unwrap()
+        .is_none());
+    assert!(store
+        .read()
+        .unwrap()
+        .version(&vault(), ObjectKind::Secret, &name("A"), "v1")
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn refused_commands_change_nothing_but_are_logged() {
+    let (_dir, store) = open();
+    let before = store.read().unwrap().last_applied().unwrap();
+    let missing = Command::RecoverObject {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name("nope"),
+    };
+    let (index, result) = store.append_and_apply(&missing).unwrap();
+    assert!(matches!(
+        result,
+        Err(ApplyError::DeletedObjectNotFound { .. })
+    ));
+    assert_eq!(index, before + 1);
+    assert_eq!(store.log_entries(index, 10).unwrap()[0].command, missing);
+}
+
+#[test]
+fn listing_pages_in_name_order() {
+    let (_dir, store) = open();
+    for i in 0..7 {
+        put(&store, &format!("s{i}"), "v1").unwrap();
+    }
+    let read = store.read().unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..10 {
+        let page = read
+            .list_objects(&vault(), ObjectKind::Secret, false, after.as_deref(), 3)
+            .unwrap();
+        seen.extend(page.items.iter().map(|(o, _)| o.name.to_string()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("s{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn state_and_log_survive_reopen_and_replay_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .append_and_apply(&Command::CreateVault(VaultSettings {
+                name: vault(),
+                retention_days: 90,
+                purge_protection: true,
+                created: 0,
+            }))
+            .unwrap()
+            .1
+            .unwrap();
+        put(&store, "x", "v1").unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let entries = store.log_entries(1, 100).unwrap();
+    assert_eq!(entries.len(), 2);
+    // Replaying already-applied entries is a no-op.
+    for entry in &entries {
+        assert!(store.apply_entry(entry).unwrap().is_none());
+    }
+    assert_eq!(store.read().unwrap().last_applied().unwrap(), 2);
+    assert!(
+        store
+            .read()
+            .unwrap()
+            .vault(&vault())
+            .unwrap()
+            .unwrap()
+            .purge_protection
+    );
+}
