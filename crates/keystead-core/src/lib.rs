@@ -1,1 +1,24 @@
-//! placeholder
+//! Keystead's vault operations, independent of HTTP.
+//!
+//! [`Node`] is the handle the api crate holds. Writes build a [`keystead_model::Command`] —
+//! resolving every non-deterministic choice (version id, timestamp, sealed value) first — and
+//! hand it to a [`CommandLog`], which makes it durable and applies it. Reads go straight to the
+//! local state machine. Plaintext values exist only here, in zeroizing buffers, between the
+//! crypto crate and the api crate.
+
+pub mod admin;
+pub mod auth;
+pub mod backup;
+pub mod clock;
+pub mod error;
+pub mod log;
+mod node;
+pub mod objects;
+pub mod retention;
+pub mod secrets;
+
+pub use auth::{AccessToken, Caller};
+pub use clock::{Clock, SystemClock};
+pub use error::CoreError;
+pub use log::{CommandLog, LocalLog};
+pub use node::{Bootstrap, Node, NodeConfig};

@@ -110,6 +110,21 @@ impl ReadView {
         Ok(Page { items, next })
     }
 
+    /// The earliest scheduled purge date of any soft-deleted object, if any.
+    pub fn earliest_purge_date(&self) -> Result<Option<i64>, StoreError> {
+        let objects = self.txn.open_table(tables::OBJECTS)?;
+        let mut earliest: Option<i64> = None;
+        for row in objects.iter()? {
+            let object: ObjectRecord = codec::decode(row?.1.value())?;
+            if let Some(d) = object.deleted {
+                earliest = Some(
+                    earliest.map_or(d.scheduled_purge_date, |e| e.min(d.scheduled_purge_date)),
+                );
+            }
+        }
+        Ok(earliest)
+    }
+
     pub fn principal(&self, client_id: &str) -> Result<Option<Principal>, StoreError> {
         let principals = self.txn.open_table(tables::PRINCIPALS)?;
         get(&principals, client_id)
