@@ -102,7 +102,7 @@ impl Node {
         name: &ObjectName,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(VaultSettings, Page<VersionRecord>), CoreError> {
+    ) -> Result<(VaultSettings, ObjectRecord, Page<VersionRecord>), CoreError> {
         let settings = self.authorize(
             caller,
             vault,
@@ -131,7 +131,7 @@ impl Node {
         let next = (start + limit < object.versions.len())
             .then(|| items.last().map(|v| v.version.clone()))
             .flatten();
-        Ok((settings, Page { items, next }))
+        Ok((settings, object.clone(), Page { items, next }))
     }
 
     /// An active object and one version of it (the latest when `version` is `None`), with no

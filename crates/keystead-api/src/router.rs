@@ -1,0 +1,167 @@
+//! Entry point of every request: stamps request ids, decides the target from the host, and
+//! dispatches vault requests by method and path segments.
+
+use crate::error::ApiError;
+use crate::host::{ClientHost, Target};
+use crate::request::{check_api_version, segments, Query};
+use crate::{admin, auth, authority, secrets};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use keystead_core::{Caller, Node};
+use keystead_model::VaultName;
+use std::sync::Arc;
+
+/// Settings of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Vaults are served at `<vault>.<base_domain>`; e.g. `vault.localhost`.
+    pub base_domain: String,
+    /// The OAuth2 authority named in challenges; default `https://localhost:<port>`.
+    pub authority_url: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub node: Arc<Node>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let client_request_id = req.headers().get("x-ms-client-request-id").cloned();
+    let mut response = match ClientHost::from_request(&req) {
+        None => ApiError::BadParameter("The request has no Host header.".into()).into_response(),
+        Some(host) => match host.target(&state.config.base_domain) {
+            Target::Vault(vault) => vault_request(&state, &host, vault, req)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+            Target::Service => service_request(&state, &host, req)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+        },
+    };
+    let headers = response.headers_mut();
+    let request_id = keystead_crypto_free_request_id();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-ms-request-id"), v);
+    }
+    if let Some(v) = client_request_id {
+        headers.insert(HeaderName::from_static("x-ms-client-request-id"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-ms-keyvault-service-version"),
+        HeaderValue::from_static(concat!("keystead/", env!("CARGO_PKG_VERSION"))),
+    );
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// A request id: not a secret, so a counter mixed with the start time is enough.
+fn keystead_crypto_free_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hex = format!("{:016x}{:016x}", (*start as u64), n);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Everything a vault operation needs about its request.
+pub(crate) struct VaultCtx<'a> {
+    pub state: &'a AppState,
+    pub host: &'a ClientHost,
+    pub vault: VaultName,
+    pub caller: Caller,
+    pub query: Query,
+    pub api_version: String,
+}
+
+impl VaultCtx<'_> {
+    pub fn node(&self) -> &Node {
+        &self.state.node
+    }
+
+    /// An absolute `nextLink` on the request's own scheme, host and port.
+    pub fn next_link(&self, path: &str, token: Option<String>, max: usize) -> Option<String> {
+        let token = token?;
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("api-version", &self.api_version)
+            .append_pair("$skiptoken", &token)
+            .append_pair("maxresults", &max.to_string())
+            .finish();
+        Some(format!("{}{path}?{query}", self.host.base_url()))
+    }
+}
+
+async fn vault_request(
+    state: &AppState,
+    host: &ClientHost,
+    vault: VaultName,
+    req: Request,
+) -> Result<Response, ApiError> {
+    // Authentication comes first: an unauthenticated request gets the challenge whatever its
+    // path, query or body (the SDKs' first request has no token and no body).
+    let caller = auth::authenticate(state, host, req.headers())?;
+    let query = Query::parse(req.uri().query());
+    let api_version = check_api_version(&query)?;
+    let segs = segments(req.uri().path());
+    let method = req.method().clone();
+    let ctx = VaultCtx {
+        state,
+        host,
+        vault,
+        caller,
+        query,
+        api_version,
+    };
+    let body = req.into_body();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match segs.first().copied() {
+        Some("secrets") | Some("deletedsecrets") => {
+            secrets::route(&ctx, &method, &segs, body).await
+        }
+        _ => Err(ApiError::NoRoute),
+    }
+}
+
+async fn service_request(
+    state: &AppState,
+    host: &ClientHost,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let segs = segments(req.uri().path());
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match (method, segs.as_slice()) {
+        (Method::GET, ["healthz"]) | (Method::GET, ["readyz"]) => {
+            Ok(axum::Json(serde_json::json!({"status": "ok"})).into_response())
+        }
+        (_, ["admin", ..]) => admin::route(state, req).await,
+        _ => authority::route(state, host, req).await,
+    }
+}
+
+pub(crate) type BodyIn = Body;
