@@ -1,1 +1,42 @@
-fn main() {}
+//! `keystead`: the server (`dev`, `serve`) and the admin CLI (`vault`, `principal`, `role`).
+
+mod admin_client;
+mod cli;
+mod config;
+mod dev;
+mod files;
+mod server;
+mod tls;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (rustls server and reqwest client).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYSTEAD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keystead: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keystead: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Command-line interface: argument definitions and dispatch.
+
+use crate::admin_client::AdminClient;
+use crate::{config, dev, server};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "keystead",
+    version,
+    about = "A self-hosted, Azure Key Vault-compatible key vault"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a single-node vault for development: local CA, a `demo` vault and a service
+    /// principal, created on first start.
+    Dev(DevArgs),
+    /// Start the server from a TOML config file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage vaults (through the admin API of a running server).
+    #[command(subcommand)]
+    Vault(VaultCommand),
+    /// Manage service principals.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Manage role assignments.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Where the database, keys and generated credentials live.
+    #[arg(long, default_value = "./keystead-data", env = "KEYSTEAD_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 8443)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Vaults are served at `<vault>.<base-domain>:<port>`.
+    #[arg(long, default_value = "vault.localhost")]
+    pub base_domain: String,
+}
+
+/// Where the admin CLI finds the server: `<data-dir>/admin.json`, or explicit overrides.
+#[derive(Args, Clone)]
+pub struct AdminTarget {
+    #[arg(
+        long,
+        global = true,
+        default_value = "./keystead-data",
+        env = "KEYSTEAD_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Admin API endpoint, e.g. https://localhost:8443 (default: from admin.json).
+    #[arg(long, global = true, env = "KEYSTEAD_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Admin token (default: from admin.json).
+    #[arg(
+        long,
+        global = true,
+        env = "KEYSTEAD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// CA certificate to trust (default: from admin.json).
+    #[arg(long, global = true)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    Create {
+        name: String,
+        /// Soft-delete retention, 7-90 days.
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Refuse purges; cannot be turned off later.
+        #[arg(long)]
+        purge_protection: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Turn purge protection on (irreversible).
+    Protect {
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrincipalCommand {
+    /// Create a service principal; prints its client id and (only copy of) its secret.
+    Create {
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    Delete {
+        client_id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCommand {
+    /// Assign a built-in role, e.g. "Key Vault Secrets User", on a vault or one object.
+    Assign {
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        vault: String,
+        /// Limit to one object: /secrets/NAME, /keys/NAME or /certificates/NAME.
+        #[arg(long)]
+        scope: Option<String>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    List {
+        #[arg(long)]
+        vault: Option<String>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    Remove {
+        id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Serve { config } => server::serve(config::ServeConfig::load(&config)?).await,
+        Command::Vault(cmd) => vault(cmd).await,
+        Command::Principal(cmd) => principal(cmd).await,
+        Command::Role(cmd) => role(cmd).await,
+    }
+}
+
+fn print(value: serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn vault(cmd: VaultCommand) -> Result<(), String> {
+    match cmd {
+        VaultCommand::Create {
+            name,
+            retention_days,
+            purge_protection,
+            target,
+        } => {
+            let body = json!({"name": name, "retention_days": retention_days, "purge_protection": purge_protection});
+            print(
+                AdminClient::new(&target)?
+                    .post("/admin/vaults", body)
+                    .await?,
+            )
+        }
+        VaultCommand::List { target } => {
+            print(AdminClient::new(&target)?.get("/admin/vaults").await?)
+        }
+        VaultCommand::Delete { name, target } => print(
+            AdminClient::new(&target)?
+                .delete(&format!("/admin/vaults/{name}"))
+                .await?,
+        ),
+        VaultCommand::Protect { name, target } => print(
+            AdminClient::new(&target)?
+                .post(&format!("/admin/vaults/{name}/purge-protection"), json!({}))
+                .await?,
+        ),
+    }
+}
+
+async fn principal(cmd: PrincipalCommand) -> Result<(), String> {
+    match cmd {
+        PrincipalCommand::Create { name, target } => print(
+            AdminClient::new(&target)?
+                .post("/admin/principals", json!({"name": name}))
+                .await?,
+        ),
+        PrincipalCommand::List { target } => {
+            print(AdminClient::new(&target)?.get("/admin/principals").await?)
+        }
+        PrincipalCommand::Delete { client_id, target } => print(
+            AdminClient::new(&target)?
+                .delete(&format!("/admin/principals/{client_id}"))
+                .await?,
+        ),
+    }
+}
+
+async fn role(cmd: RoleCommand) -> Result<(), String> {
+    match cmd {
+        RoleCommand::Assign {
+            principal,
+            role,
+            vault,
+            scope,
+            target,
+        } => {
+            let body =
+                json!({"principal": principal, "role": role, "vault": vault, "scope": scope});
+            print(
+                AdminClient::new(&target)?
+                    .post("/admin/roles", body)
+                    .await?,
+            )
+        }
+        RoleCommand::List { vault, target } => {
+            let path = match vault {
+                Some(v) => format!("/admin/roles?vault={v}"),
+                None => "/admin/roles".to_string(),
+            };
+            print(AdminClient::new(&target)?.get(&path).await?)
+        }
+        RoleCommand::Remove { id, target } => print(
+            AdminClient::new(&target)?
+                .delete(&format!("/admin/roles/{id}"))
+                .await?,
+        ),
+    }
+}

@@ -1,0 +1,153 @@
+//! Starting a node and serving it over HTTPS: opens the store, writes the admin credential on
+//! first start, runs the retention timer and the listener until SIGINT/SIGTERM.
+
+use crate::config::ServeConfig;
+use crate::files::write_atomic;
+use crate::tls::{self, TlsMaterial};
+use keystead_api::{ApiConfig, AppState};
+use keystead_core::{Bootstrap, Node, NodeConfig, SystemClock};
+use keystead_crypto::Kek;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything needed to run a listener for an opened node.
+pub struct Listener {
+    pub listen: SocketAddr,
+    pub base_domain: String,
+    pub authority_url: Option<String>,
+    pub tls: TlsMaterial,
+}
+
+/// Opens the node in `data_dir` (single-node log).
+pub async fn open_node(data_dir: &Path, kek: Kek) -> Result<(Arc<Node>, Bootstrap), String> {
+    let clock = Arc::new(SystemClock::default());
+    let (node, bootstrap) = Node::open_single(NodeConfig::new(data_dir.to_path_buf()), kek, clock)
+        .await
+        .map_err(|e| format!("opening the store in {}: {e}", data_dir.display()))?;
+    Ok((Arc::new(node), bootstrap))
+}
+
+/// On first start, writes `admin.json` (endpoint, admin token, CA) for the admin CLI. The
+/// token exists nowhere else in plaintext; the store keeps only its hash.
+pub fn write_admin_file(
+    data_dir: &Path,
+    bootstrap: &Bootstrap,
+    endpoint: &str,
+    ca_cert: Option<&PathBuf>,
+) -> Result<(), String> {
+    let Some(token) = &bootstrap.admin_token else {
+        return Ok(());
+    };
+    let ca = ca_cert.map(|p| absolute(p).display().to_string());
+    let body = serde_json::json!({"endpoint": endpoint, "token": token.as_str(), "ca_cert": ca});
+    let text =
+        zeroize::Zeroizing::new(serde_json::to_vec_pretty(&body).map_err(|e| e.to_string())?);
+    write_atomic(&data_dir.join("admin.json"), &text, true)
+}
+
+pub fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Serves `node` until a shutdown signal. `on_listening` runs once the socket is bound.
+pub async fn run(
+    node: Arc<Node>,
+    listener: Listener,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), String> {
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        listener.tls.cert_pem.clone().into_bytes(),
+        listener.tls.key_pem.as_bytes().to_vec(),
+    )
+    .await
+    .map_err(|e| format!("TLS configuration: {e}"))?;
+    let state = AppState {
+        node: node.clone(),
+        config: Arc::new(ApiConfig {
+            base_domain: listener.base_domain.clone(),
+            authority_url: listener.authority_url.clone(),
+        }),
+    };
+    let app = keystead_api::app(state);
+    let handle = axum_server::Handle::new();
+    let retention = tokio::spawn(keystead_core::retention::run(
+        node.clone(),
+        Duration::from_secs(60),
+    ));
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let waiter = handle.clone();
+    let server = tokio::spawn(
+        axum_server::bind_rustls(listener.listen, rustls)
+            .handle(handle)
+            .serve(app.into_make_service()),
+    );
+    match waiter.listening().await {
+        Some(addr) => on_listening(addr),
+        None => {
+            let detail = match server.await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "unknown error".into(),
+            };
+            return Err(format!("cannot listen on {}: {detail}", listener.listen));
+        }
+    }
+    let result = server.await;
+    retention.abort();
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("server error: {e}")),
+        Err(e) => Err(format!("server task failed: {e}")),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `keystead serve --config FILE`.
+pub async fn serve(config: ServeConfig) -> Result<(), String> {
+    let kek = config.kek.load()?;
+    let tls = match &config.tls {
+        Some(files) => tls::load_files(&files.cert, &files.key)?,
+        None => tls::load_or_create(&config.data_dir, &kek, &config.base_domain)?,
+    };
+    let (node, bootstrap) = open_node(&config.data_dir, kek).await?;
+    let endpoint = config
+        .authority_url
+        .clone()
+        .unwrap_or_else(|| format!("https://localhost:{}", config.listen.port()));
+    write_admin_file(
+        &config.data_dir,
+        &bootstrap,
+        &endpoint,
+        tls.ca_cert_path.as_ref(),
+    )?;
+    let listener = Listener {
+        listen: config.listen,
+        base_domain: config.base_domain.clone(),
+        authority_url: config.authority_url.clone(),
+        tls,
+    };
+    run(node, listener, |addr| {
+        tracing::info!(%addr, "keystead serving");
+    })
+    .await
+}
