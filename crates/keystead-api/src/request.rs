@@ -6,9 +6,11 @@ use axum::body::Body;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 
-/// Largest request body accepted. A secret value is at most 25 KB; a restore blob of 500
-/// versions of 25 KB secrets is larger, so leave room for that.
-pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body accepted: a secret value is at most 25 KB, so 1 MiB is generous.
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Largest restore request: a backup of 500 versions of 25 KB secrets, base64url-encoded.
+pub(crate) const MAX_RESTORE_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Collapses repeated slashes (some SDKs send `/keys/name//encrypt`) and splits the path into
 /// segments, keeping a trailing empty segment: `/secrets/a/` → `["secrets", "a", ""]`.
@@ -135,13 +137,16 @@ pub(crate) fn sanitize(text: &str) -> String {
 
 /// Reads the whole body up to [`MAX_BODY_BYTES`].
 pub(crate) async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::BadParameter(format!(
-                "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read."
-            ))
-        })
+    read_body_limited(body, MAX_BODY_BYTES).await
+}
+
+/// Reads the whole body up to `limit` bytes; a larger one is a 400, not a dropped connection.
+pub(crate) async fn read_body_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::BadParameter(format!(
+            "The request body is larger than {limit} bytes or could not be read."
+        ))
+    })
 }
 
 /// Parses a JSON body into `T`. Unknown fields are ignored (newer SDKs add fields); missing

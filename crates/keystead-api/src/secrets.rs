@@ -1,7 +1,7 @@
 //! The secrets routes of the Key Vault data plane (akv-api.md §3, "Secrets").
 
 use crate::error::ApiError;
-use crate::request::{parse_json, read_body, sanitize};
+use crate::request::{parse_json, read_body, read_body_limited, sanitize, MAX_RESTORE_BODY_BYTES};
 use crate::router::{BodyIn, VaultCtx};
 use crate::wire::{list_result, BlobParameters, Render, SecretSetParameters, UpdateParameters};
 use axum::http::{Method, StatusCode};
@@ -234,7 +234,8 @@ fn backup(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
 }
 
 async fn restore(ctx: &VaultCtx<'_>, body: BodyIn) -> Result<Response, ApiError> {
-    let params = parse_json::<BlobParameters>(&read_body(body).await?)?;
+    let bytes = read_body_limited(body, MAX_RESTORE_BODY_BYTES).await?;
+    let params = parse_json::<BlobParameters>(&bytes)?;
     let blob = decode_base64url(&params.value)?;
     let restored = ctx
         .node()
