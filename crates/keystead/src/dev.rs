@@ -38,8 +38,9 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         tls,
     };
     let credentials_path = data_dir.join("dev-credentials.json");
+    let base_domain = args.base_domain.clone();
     server::run(node, listener, move |addr| {
-        print_environment(&credentials_path);
+        print_environment(&credentials_path, &base_domain);
         tracing::info!(%addr, "keystead dev vault ready");
     })
     .await
@@ -90,7 +91,7 @@ async fn ensure_demo(
 }
 
 /// Prints the credentials as `export` lines the Azure SDK samples read.
-fn print_environment(credentials_path: &Path) {
+fn print_environment(credentials_path: &Path, base_domain: &str) {
     let Some(c) = std::fs::read(credentials_path)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -105,9 +106,8 @@ fn print_environment(credentials_path: &Path) {
     println!("export VAULT_URL={}", field("vault_url"));
     println!("export REQUESTS_CA_BUNDLE={}", field("ca_cert"));
     eprintln!(
-        "# Keystead dev vault at {}. Credentials: {}. Note: map *.{} to 127.0.0.1 if your resolver does not (see README).",
+        "# Keystead dev vault at {}. Credentials: {}. Note: map *.{base_domain} to 127.0.0.1 if your resolver does not (see README).",
         field("vault_url"),
         credentials_path.display(),
-        "vault.localhost"
     );
 }
