@@ -113,3 +113,16 @@ def other_client(server, other_vault):
 @pytest.fixture
 def name() -> str:
     return uniq("sec")
+
+
+# ------------------------------------------------------------------ closing line
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """With -qq pytest prints no closing statistics line; print a plain one so CI can read it."""
+    if config.get_verbosity() >= -1:
+        return
+    stats = terminalreporter.stats
+    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+    line = f"{len(stats.get('passed', []))} passed, {failed} failed"
+    if stats.get("skipped"):
+        line += f", {len(stats['skipped'])} skipped"
+    terminalreporter.write_line(line)

@@ -240,7 +240,8 @@ class Keystead:
         from azure.keyvault.secrets import SecretClient
 
         # challenge-resource verification deliberately left ON
-        return SecretClient(self.vault_url(vault), credential or self.credential(), connection_verify=self.ca)
+        return SecretClient(self.vault_url(vault), credential or self.credential(), connection_verify=self.ca,
+                            connection_timeout=10, read_timeout=60)
 
     def principal_client(self, principal: dict, vault: str = "demo"):
         cred = self.credential(principal["client_id"], principal["client_secret"], principal.get("tenant_id"))

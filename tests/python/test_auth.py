@@ -115,6 +115,18 @@ def test_garbage_token_is_401(server, authz, seeded):
     assert "seeded-value" not in r.text
 
 
+def forge_es256(header_b64: str, payload_b64: str) -> str:
+    """Sign header.payload with a freshly generated P-256 key (JWS r||s): right shape, wrong key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    signing_input = f"{header_b64}.{payload_b64}".encode()
+    r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    return f"{header_b64}.{payload_b64}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
 def tampered_tokens(token: str, server) -> dict:
     out = {
         "appended": token + "x",
@@ -135,6 +147,7 @@ def tampered_tokens(token: str, server) -> dict:
         hs_hdr = b64url(json.dumps(dict(header, alg="HS256")).encode())
         out["alg-hs256-same-sig"] = f"{hs_hdr}.{parts[1]}.{sig}"
         out["sig-stripped"] = f"{parts[0]}.{parts[1]}."
+        out["forged-es256-own-key"] = forge_es256(parts[0], b64url(json.dumps(payload).encode()))
         if len(sig) > 8:
             out["sig-flipped"] = f"{parts[0]}.{parts[1]}.{flip_char(sig, len(sig) // 2)}"
     return out
@@ -273,6 +286,9 @@ def test_secrets_user_can_read_but_not_write(server, seeded):
     with pytest.raises(HttpResponseError) as ei:
         c.begin_delete_secret(seeded)
     assert_rbac_denied(ei.value, "delete")
+    with pytest.raises(HttpResponseError) as ei:
+        c.backup_secret(seeded)
+    assert_rbac_denied(ei.value, "backup")
     assert server.secret_client().get_secret(seeded).value == "seeded-value"
 
 

@@ -13,6 +13,7 @@ import json
 import os
 
 import pytest
+import requests
 
 from keystead_helpers import assert_kv_error, b64url, uniq
 
@@ -112,18 +113,60 @@ def test_value_size_boundary(raw):
     assert len(versions) == 1
 
 
+def send_oversized(server, method, path):
+    """Send a 2 MB JSON body on a connection of its own; return the response (or fail clearly)."""
+    payload = json.dumps({"value": "z" * (2 * 1024 * 1024)}).encode()
+    fresh = server.raw("demo")
+    try:
+        return fresh.request(method, path, data=payload, headers={"Content-Type": "application/json"},
+                             timeout=60)
+    except requests.ConnectionError as e:
+        pytest.fail(f"{method} {path} with a 2 MB body: no HTTP response, the server dropped the "
+                    f"connection ({type(e).__name__}: {e})")
+
+
 @pytest.mark.parametrize("method,path", [
     ("PUT", "/secrets/{n}"),
     ("PATCH", "/secrets/{n}/"),
     ("POST", "/secrets/restore"),
 ])
-def test_body_over_1mb_rejected(raw, method, path):
+def test_body_over_1mb_rejected(server, raw, method, path):
     name = uniq("huge")
-    payload = json.dumps({"value": "z" * (2 * 1024 * 1024)}).encode()
-    r = raw.request(method, path.format(n=name), data=payload, headers={"Content-Type": "application/json"},
-                    timeout=60)
+    raw.set_secret(name, "orig")
+    r = send_oversized(server, method, path.format(n=name))
+    assert r.status_code in (400, 413), (
+        f"{method} with a 2 MB body answered {r.status_code} (request body length sent: "
+        f"{len(r.request.body or b'')}, response headers {dict(r.headers)}): {r.text[:300]}")
     assert_kv_error(r, (400, 413))
-    assert_absent(raw, name)
+    assert raw.get(f"/secrets/{name}").json()["value"] == "orig"
+    assert len(raw.get(f"/secrets/{name}/versions").json()["value"]) == 1
+
+
+def test_connection_usable_after_oversized_body(server):
+    """After rejecting an oversized body the server either keeps the connection usable or says
+    `Connection: close`; a keep-alive client's next request must not hit a dead connection."""
+    tok = server.token()
+    payload = json.dumps({"value": "z" * (2 * 1024 * 1024)}).encode()
+    problems = []
+    for i in range(5):                       # bounded: a few tries, each on a new connection
+        raw = server.raw("demo", tok)
+        name = uniq("keepalive")
+        raw.set_secret(name, "orig")
+        try:
+            r = raw.put(f"/secrets/{name}", data=payload, headers={"Content-Type": "application/json"},
+                        timeout=60)
+        except requests.ConnectionError as e:
+            problems.append(f"try {i}: oversized PUT got no response ({type(e).__name__})")
+            continue
+        closing = "close" in r.headers.get("Connection", "").lower()
+        try:
+            nxt = raw.get(f"/secrets/{name}")
+            assert nxt.status_code == 200
+        except requests.ConnectionError as e:
+            problems.append(f"try {i}: {r.status_code} (Connection: {r.headers.get('Connection')}) then "
+                            f"next request on the kept-alive connection failed ({type(e).__name__})"
+                            + (" although the server said close" if closing else ""))
+    assert not problems, "; ".join(problems)
 
 
 BAD_NAMES = {

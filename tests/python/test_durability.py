@@ -241,6 +241,7 @@ def test_crash_kill9_keeps_acknowledged_writes(fresh_server):
         rounds += 1
     ks.start()
     verify_acked(ks, acked)
+    print(f"crash test: {rounds} rounds, {len(acked)} acknowledged writes verified")
     assert rounds >= 3, f"only {rounds} rounds fit in the time budget"
     assert len(acked) >= rounds, f"too few acknowledged writes ({len(acked)}) to say anything"
     assert len({v for _, _, v in acked}) == len(acked), "duplicate version ids handed out"

@@ -257,6 +257,42 @@ def test_list_versions(server, client, name):
     assert len(pages) >= 3
 
 
+def test_many_versions_paging_raw(server, raw, name):
+    made = {version_of(raw.set_secret(name, f"v{i}")["id"]) for i in range(28)}
+    r = raw.get(f"/secrets/{name}/versions", params={"maxresults": 25})
+    seen, pages = set(), 0
+    while True:
+        pages += 1
+        assert r.status_code == 200 and pages <= 20, r.text
+        body = r.json()
+        assert len(body["value"]) <= 25
+        seen |= {version_of(item["id"]) for item in body["value"]}
+        link = body.get("nextLink")
+        if not link:
+            break
+        assert link.startswith(server.vault_url() + "/"), link
+        has_version = "api-version" in parse_qs(urlparse(link).query)
+        r = raw.get("", full_url=link, api_version=None if has_version else "2026-04-01")
+    assert pages >= 2
+    assert seen == made
+
+
+def test_deleted_secrets_paging_sdk(client):
+    prefix = uniq("delpage")
+    names = {f"{prefix}-{i:02d}" for i in range(27)}
+    for n in names:
+        client.set_secret(n, "x")
+        client.begin_delete_secret(n)
+    pages = list(client.list_deleted_secrets(max_page_size=5).by_page())
+    items = [d for p in pages for d in p]
+    ours = [d for d in items if d.name in names]
+    assert {d.name for d in ours} == names and len(ours) == len(names)
+    assert len(pages) >= 6
+    for d in ours:
+        assert d.recovery_id.endswith(f"/deletedsecrets/{d.name}")
+        assert d.deleted_date is not None and d.scheduled_purge_date is not None
+
+
 def test_list_versions_raw_has_no_values(raw, name):
     raw.set_secret(name, "secret-value-should-not-be-listed")
     r = raw.get(f"/secrets/{name}/versions")
@@ -310,6 +346,10 @@ def test_delete_raw_response_shape(server, raw, demo_info, name):
 
 def test_delete_missing_secret_is_404(client, name):
     with pytest.raises(ResourceNotFoundError):
+        client.begin_delete_secret(name)
+    client.set_secret(name, "x")
+    delete_now(client, name)
+    with pytest.raises(ResourceNotFoundError):      # already deleted
         client.begin_delete_secret(name)
 
 
