@@ -4,7 +4,7 @@
 
 use crate::ObjectKind;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ApplyError {
     #[error("vault {0} was not found")]

@@ -46,8 +46,61 @@ impl ObjectKind {
 
 /// Opaque ciphertext produced by the crypto crate (a serialized sealed box). The model and the
 /// store never look inside; only `keystead-core` opens it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Binary formats (the store) carry the bytes as they are; human-readable ones (the JSON the
+/// nodes exchange) carry base64, not an array of numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ciphertext(pub Vec<u8>);
+
+impl Serialize for Ciphertext {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            use base64::Engine;
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ciphertext {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            use base64::Engine;
+            let text = String::deserialize(deserializer)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(Ciphertext)
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_bytes_vec(deserializer).map(Ciphertext)
+        }
+    }
+}
+
+fn serde_bytes_vec<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    struct BytesVisitor;
+    impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_byte_buf(BytesVisitor)
+}
 
 /// Attributes common to every object version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +151,8 @@ impl AttributesPatch {
 pub enum Payload {
     /// A secret value, sealed with AAD binding it to vault/name/version.
     Secret { value: Ciphertext },
+    /// A key: public half in clear, private half sealed (see [`crate::KeyMaterial`]).
+    Key { key: crate::KeyMaterial },
 }
 
 /// One immutable version of an object.

@@ -7,10 +7,12 @@
 mod apply;
 mod codec;
 pub mod error;
+mod raft;
 mod read;
 mod tables;
 
 pub use error::StoreError;
+pub use raft::ReplicatedEntry;
 pub use read::{Page, ReadView};
 
 use keystead_model::{Applied, ApplyError, Command};

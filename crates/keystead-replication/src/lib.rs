@@ -1,0 +1,25 @@
+//! Zone redundancy: a region is a Raft cluster whose replicated log carries Keystead's
+//! commands. This is the only crate that imports openraft.
+//!
+//! - [`types`]: the openraft type configuration (commands in, apply results out).
+//! - [`log_store`]: the Raft log and vote on redb (fsync before acknowledging).
+//! - [`state_machine`]: applies committed entries to the store's tables; snapshots are the
+//!   store's state tables, which hold only ciphertext.
+
+pub mod log_store;
+pub mod state_machine;
+pub mod types;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+pub use types::{NodeInfo, TypeConfig};
+
+/// Maps any displayable storage failure to openraft's I/O error for `subject`.
+pub(crate) fn io_error<E: std::error::Error + 'static>(
+    make: fn(openraft::AnyError) -> openraft::StorageIOError<u64>,
+    e: E,
+) -> openraft::StorageError<u64> {
+    openraft::StorageError::IO {
+        source: make(openraft::AnyError::new(&e)),
+    }
+}

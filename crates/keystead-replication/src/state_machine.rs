@@ -1,0 +1,174 @@
+//! The Raft state machine: committed entries are applied to the store's tables (the same
+//! deterministic `apply` single-node mode uses). A snapshot is the store's state tables
+//! exported as one blob — ciphertext only — plus the applied position and membership.
+
+use crate::io_error;
+use crate::types::{Entry, LogId, Response, StorageError, StoredMembership, TypeConfig};
+use keystead_store::{ReplicatedEntry, Store};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftLogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+/// Raft metadata key of the state machine's applied position and membership.
+const APPLIED: &str = "sm_applied";
+
+type Meta = SnapshotMeta<u64, crate::NodeInfo>;
+
+#[derive(Clone)]
+struct StoredSnapshot {
+    meta: Meta,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    store: Arc<Store>,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+impl StateMachine {
+    pub fn new(store: Arc<Store>) -> StateMachine {
+        StateMachine {
+            store,
+            current: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn applied(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        match store
+            .raft_meta_get(APPLIED)
+            .map_err(|e| io_error(StorageIOError::read_state_machine, e))?
+        {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| io_error(StorageIOError::read_state_machine, e)),
+            None => Ok((None, StoredMembership::default())),
+        }
+    }
+
+    fn current(&self) -> Option<StoredSnapshot> {
+        self.current.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn set_current(&self, snapshot: StoredSnapshot) {
+        if let Ok(mut guard) = self.current.lock() {
+            *guard = Some(snapshot);
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let store = self.store.clone();
+        let (data, applied) = tokio::task::spawn_blocking(move || store.export_state(APPLIED))
+            .await
+            .map_err(|e| io_error(StorageIOError::read_state_machine, e))?
+            .map_err(|e| io_error(StorageIOError::read_state_machine, e))?;
+        let (last_log_id, last_membership): (Option<LogId>, StoredMembership) = match applied {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| io_error(StorageIOError::read_state_machine, e))?,
+            None => (None, StoredMembership::default()),
+        };
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        let meta = Meta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        self.set_current(StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        });
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || StateMachine::applied(&store))
+            .await
+            .map_err(|e| io_error(StorageIOError::read_state_machine, e))?
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let store = self.store.clone();
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        tokio::task::spawn_blocking(move || {
+            let (mut last, mut membership) = StateMachine::applied(&store)?;
+            let mut batch = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let log_id = *entry.get_log_id();
+                last = Some(log_id);
+                let command = match entry.payload {
+                    EntryPayload::Normal(command) => Some(command),
+                    EntryPayload::Membership(m) => {
+                        membership = StoredMembership::new(Some(log_id), m);
+                        None
+                    }
+                    EntryPayload::Blank => None,
+                };
+                batch.push(ReplicatedEntry {
+                    index: log_id.index,
+                    command,
+                });
+            }
+            let applied = serde_json::to_vec(&(last, &membership))
+                .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+            let results = store
+                .apply_replicated(&batch, APPLIED, &applied)
+                .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+            Ok(results.into_iter().map(Response).collect())
+        })
+        .await
+        .map_err(|e| io_error(StorageIOError::write_state_machine, e))?
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let applied = serde_json::to_vec(&(meta.last_log_id, &meta.last_membership))
+            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+        let store = self.store.clone();
+        let to_import = data.clone();
+        tokio::task::spawn_blocking(move || store.import_state(&to_import, APPLIED, &applied))
+            .await
+            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?
+            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+        self.set_current(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self.current().map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
