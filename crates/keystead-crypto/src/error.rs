@@ -28,6 +28,10 @@ pub enum CryptoError {
     /// Certificate generation or parsing failed.
     #[error("certificate error: {0}")]
     Pki(String),
+    /// The caller's input cannot be used (wrong digest length, IV size, plaintext too long);
+    /// the reason is a fixed string.
+    #[error("{0}")]
+    InvalidInput(&'static str),
     /// An unexpected failure inside the crypto library (e.g. the system RNG failed).
     #[error("internal cryptographic failure: {0}")]
     Internal(&'static str),

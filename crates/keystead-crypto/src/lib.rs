@@ -8,10 +8,12 @@
 //! - [`random`]: random bytes, identifiers and tokens; hashing and constant-time compare.
 //! - [`password`]: slow (PBKDF2) hashing of client secrets and admin tokens.
 //! - [`token`]: ES256 JWT access tokens and JWKS.
+//! - [`keys`]: vault keys (RSA, EC, AES): generation, JWK import and Key Vault's operations.
 //! - [`pki`]: a local CA and TLS certificates for dev mode and node-to-node mTLS.
 
 pub mod envelope;
 pub mod error;
+pub mod keys;
 pub mod password;
 pub mod pki;
 pub mod random;

@@ -23,6 +23,30 @@ pub mod actions {
     pub const SECRET_PURGE: Action = Action("Microsoft.KeyVault/vaults/secrets/purge/action");
     pub const SECRET_BACKUP: Action = Action("Microsoft.KeyVault/vaults/secrets/backup/action");
     pub const SECRET_RESTORE: Action = Action("Microsoft.KeyVault/vaults/secrets/restore/action");
+
+    pub const KEY_READ: Action = Action("Microsoft.KeyVault/vaults/keys/read");
+    pub const KEY_CREATE: Action = Action("Microsoft.KeyVault/vaults/keys/create/action");
+    pub const KEY_IMPORT: Action = Action("Microsoft.KeyVault/vaults/keys/import/action");
+    pub const KEY_UPDATE: Action = Action("Microsoft.KeyVault/vaults/keys/update/action");
+    pub const KEY_DELETE: Action = Action("Microsoft.KeyVault/vaults/keys/delete");
+    pub const KEY_BACKUP: Action = Action("Microsoft.KeyVault/vaults/keys/backup/action");
+    pub const KEY_RESTORE: Action = Action("Microsoft.KeyVault/vaults/keys/restore/action");
+    pub const KEY_RECOVER: Action = Action("Microsoft.KeyVault/vaults/keys/recover/action");
+    pub const KEY_PURGE: Action = Action("Microsoft.KeyVault/vaults/keys/purge/action");
+    pub const KEY_ENCRYPT: Action = Action("Microsoft.KeyVault/vaults/keys/encrypt/action");
+    pub const KEY_DECRYPT: Action = Action("Microsoft.KeyVault/vaults/keys/decrypt/action");
+    pub const KEY_WRAP: Action = Action("Microsoft.KeyVault/vaults/keys/wrap/action");
+    pub const KEY_UNWRAP: Action = Action("Microsoft.KeyVault/vaults/keys/unwrap/action");
+    pub const KEY_SIGN: Action = Action("Microsoft.KeyVault/vaults/keys/sign/action");
+    pub const KEY_VERIFY: Action = Action("Microsoft.KeyVault/vaults/keys/verify/action");
+    pub const KEY_ROTATE: Action = Action("Microsoft.KeyVault/vaults/keys/rotate/action");
+    pub const KEY_ROTATION_POLICY_READ: Action =
+        Action("Microsoft.KeyVault/vaults/keyrotationpolicies/read");
+    pub const KEY_ROTATION_POLICY_WRITE: Action =
+        Action("Microsoft.KeyVault/vaults/keyrotationpolicies/write");
+    /// Random bytes from the vault (Azure offers `/rng` on Managed HSM only; only roles with
+    /// the vault-wide wildcard, i.e. Key Vault Administrator, hold this here).
+    pub const RNG: Action = Action("Microsoft.KeyVault/vaults/rng/action");
 }
 
 /// Key Vault's built-in data-plane roles.
@@ -206,6 +230,15 @@ mod tests {
         assert!(Role::SecretsOfficer.allows(SECRET_DELETE));
         assert!(!Role::CryptoOfficer.allows(SECRET_GET));
         assert!(Role::CertificateUser.allows(SECRET_GET));
+        assert!(Role::CryptoOfficer.allows(KEY_CREATE));
+        assert!(Role::CryptoOfficer.allows(KEY_ROTATION_POLICY_WRITE));
+        assert!(Role::CryptoUser.allows(KEY_SIGN));
+        assert!(!Role::CryptoUser.allows(KEY_CREATE));
+        assert!(Role::CryptoServiceEncryptionUser.allows(KEY_UNWRAP));
+        assert!(!Role::CryptoServiceEncryptionUser.allows(KEY_SIGN));
+        assert!(Role::Reader.allows(KEY_READ));
+        assert!(!Role::Reader.allows(KEY_DECRYPT));
+        assert!(Role::Administrator.allows(RNG));
     }
 
     #[test]

@@ -87,6 +87,23 @@ pub enum Command {
         name: ObjectName,
         versions: Vec<VersionRecord>,
     },
+    /// Updates one key version (`None` = the latest): attributes and tags like `UpdateVersion`,
+    /// plus the key's permitted operations and release policy.
+    UpdateKey {
+        vault: VaultName,
+        name: ObjectName,
+        version: Option<String>,
+        patch: AttributesPatch,
+        key_ops: Option<Vec<crate::KeyOp>>,
+        release_policy: Option<crate::ReleasePolicy>,
+        at: UnixTime,
+    },
+    /// Sets (replaces) the rotation policy of an active key.
+    SetRotationPolicy {
+        vault: VaultName,
+        name: ObjectName,
+        policy: crate::RotationPolicy,
+    },
 }
 
 impl Command {
@@ -108,12 +125,14 @@ impl Command {
             Command::PurgeObject { .. } => "purge_object",
             Command::PurgeExpired { .. } => "purge_expired",
             Command::RestoreObject { .. } => "restore_object",
+            Command::UpdateKey { .. } => "update_key",
+            Command::SetRotationPolicy { .. } => "set_rotation_policy",
         }
     }
 }
 
 /// What applying a command produced, so the proposer can answer without a racy re-read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Applied {
     Done,

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod command;
 pub mod error;
+pub mod key;
 pub mod names;
 pub mod object;
 pub mod rules;
@@ -17,6 +18,10 @@ pub mod vault;
 pub use access::{Action, Principal, Role, RoleAssignment, Scope};
 pub use command::{Applied, Command, Deployment};
 pub use error::ApplyError;
+pub use key::{
+    Curve, KeyMaterial, KeyOp, KeyType, LifetimeAction, PublicKey, ReleasePolicy, RotationAction,
+    RotationPolicy, RotationTrigger,
+};
 pub use names::{ObjectName, VaultName};
 pub use object::{
     Attributes, AttributesPatch, Ciphertext, Deletion, ObjectKind, ObjectRecord, Payload,

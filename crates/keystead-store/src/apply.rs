@@ -7,8 +7,9 @@
 use crate::tables::{self, get, put};
 use crate::{ApplyResult, StoreError};
 use keystead_model::{
-    rules, Applied, ApplyError, AttributesPatch, Command, Deployment, ObjectKind, ObjectName,
-    ObjectRecord, Principal, RoleAssignment, VaultName, VaultSettings, VersionRecord,
+    rules, Applied, ApplyError, AttributesPatch, Command, Deployment, KeyOp, ObjectKind,
+    ObjectName, ObjectRecord, Payload, Principal, ReleasePolicy, RoleAssignment, RotationPolicy,
+    VaultName, VaultSettings, VersionRecord,
 };
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -124,9 +125,33 @@ fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
             let object = rules::deleted(*kind, name, object.as_ref())?.clone();
             rules::check_purge(&settings)?;
             remove_object(&mut objects, &mut versions, vault, &object)?;
+            remove_rotation_policy(txn, vault, &object)?;
             Ok(Applied::Purged { count: 1 })
         }
         Command::PurgeExpired { at } => purge_expired(txn, *at),
+        Command::UpdateKey {
+            vault,
+            name,
+            version,
+            patch,
+            key_ops,
+            release_policy,
+            at,
+        } => update_key(
+            txn,
+            vault,
+            name,
+            version.as_deref(),
+            patch,
+            key_ops.as_deref(),
+            release_policy.as_ref(),
+            *at,
+        ),
+        Command::SetRotationPolicy {
+            vault,
+            name,
+            policy,
+        } => set_rotation_policy(txn, vault, name, policy),
         Command::RestoreObject {
             vault,
             kind,
@@ -284,6 +309,86 @@ fn update_version(
     })
 }
 
+/// A purged key takes its rotation policy with it.
+fn remove_rotation_policy(
+    txn: &WriteTransaction,
+    vault: &VaultName,
+    object: &ObjectRecord,
+) -> Result<(), Failure> {
+    if object.kind == ObjectKind::Key {
+        let mut policies = txn.open_table(tables::ROTATION_POLICIES)?;
+        policies.remove(tables::object_key(vault, object.kind, &object.name).as_str())?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update_key(
+    txn: &WriteTransaction,
+    vault: &VaultName,
+    name: &ObjectName,
+    version: Option<&str>,
+    patch: &AttributesPatch,
+    key_ops: Option<&[KeyOp]>,
+    release_policy: Option<&ReleasePolicy>,
+    at: i64,
+) -> Step {
+    let kind = ObjectKind::Key;
+    let applied = update_version(txn, vault, kind, name, version, patch, at)?;
+    let Applied::Object {
+        object,
+        version: mut record,
+    } = applied
+    else {
+        return Err(StoreError::Corrupt("update returned no object".into()).into());
+    };
+    if key_ops.is_some() || release_policy.is_some() {
+        // Only keystead-core writes the keys collection, always with key material: anything
+        // else is corruption, and a store error aborts the whole transaction.
+        let Payload::Key { key } = &mut record.payload else {
+            return Err(StoreError::Corrupt(format!("key {name} holds no key material")).into());
+        };
+        if let Some(ops) = key_ops {
+            key.key_ops = ops.to_vec();
+        }
+        if let Some(policy) = release_policy {
+            key.release_policy = Some(policy.clone());
+        }
+        let mut versions = txn.open_table(tables::VERSIONS)?;
+        put(
+            &mut versions,
+            &tables::version_key(vault, kind, name, &record.version),
+            &record,
+        )?;
+    }
+    Ok(Applied::Object {
+        object,
+        version: record,
+    })
+}
+
+fn set_rotation_policy(
+    txn: &WriteTransaction,
+    vault: &VaultName,
+    name: &ObjectName,
+    policy: &RotationPolicy,
+) -> Step {
+    let kind = ObjectKind::Key;
+    vault_settings(txn, vault)?;
+    let (objects, _) = object_tables(txn)?;
+    let object = load_object(&objects, vault, kind, name)?;
+    rules::active(kind, name, object.as_ref())?;
+    let mut policies = txn.open_table(tables::ROTATION_POLICIES)?;
+    let key = tables::object_key(vault, kind, name);
+    // Keep the original creation time across updates.
+    let mut policy = policy.clone();
+    if let Some(old) = get::<RotationPolicy>(&policies, &key)? {
+        policy.created = old.created;
+    }
+    put(&mut policies, &key, &policy)?;
+    Ok(Applied::Done)
+}
+
 fn purge_expired(txn: &WriteTransaction, at: i64) -> Step {
     let (mut objects, mut versions) = object_tables(txn)?;
     let mut due = Vec::new();
@@ -299,6 +404,7 @@ fn purge_expired(txn: &WriteTransaction, at: i64) -> Step {
     }
     for (vault, object) in &due {
         remove_object(&mut objects, &mut versions, vault, object)?;
+        remove_rotation_policy(txn, vault, object)?;
     }
     Ok(Applied::Purged {
         count: due.len() as u64,
@@ -345,6 +451,10 @@ fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
     }
     for key in keys_in(&versions, &prefix, &end)? {
         versions.remove(key.as_str())?;
+    }
+    let mut policies = txn.open_table(tables::ROTATION_POLICIES)?;
+    for key in keys_in(&policies, &prefix, &end)? {
+        policies.remove(key.as_str())?;
     }
     let mut roles = txn.open_table(tables::ROLES)?;
     let mut doomed = Vec::new();

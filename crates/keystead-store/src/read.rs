@@ -3,8 +3,8 @@
 use crate::tables::{self, get};
 use crate::{codec, StoreError};
 use keystead_model::{
-    Deployment, ObjectKind, ObjectName, ObjectRecord, Principal, RoleAssignment, VaultName,
-    VaultSettings, VersionRecord,
+    Deployment, ObjectKind, ObjectName, ObjectRecord, Principal, RoleAssignment, RotationPolicy,
+    VaultName, VaultSettings, VersionRecord,
 };
 use redb::{ReadTransaction, ReadableTable};
 
@@ -123,6 +123,35 @@ impl ReadView {
             }
         }
         Ok(earliest)
+    }
+
+    pub fn rotation_policy(
+        &self,
+        vault: &VaultName,
+        name: &ObjectName,
+    ) -> Result<Option<RotationPolicy>, StoreError> {
+        let policies = self.txn.open_table(tables::ROTATION_POLICIES)?;
+        get(&policies, &tables::object_key(vault, ObjectKind::Key, name))
+    }
+
+    /// Every stored rotation policy with its vault and (lower-cased) key name.
+    pub fn rotation_policies(
+        &self,
+    ) -> Result<Vec<(VaultName, ObjectName, RotationPolicy)>, StoreError> {
+        let policies = self.txn.open_table(tables::ROTATION_POLICIES)?;
+        let mut out = Vec::new();
+        for row in policies.iter()? {
+            let (key, value) = row?;
+            let key = key.value();
+            let mut parts = key.split('/');
+            let vault = parts.next().and_then(VaultName::parse);
+            let name = parts.nth(1).and_then(ObjectName::parse);
+            let (Some(vault), Some(name)) = (vault, name) else {
+                return Err(StoreError::Corrupt(format!("bad policy key {key}")));
+            };
+            out.push((vault, name, codec::decode(value.value())?));
+        }
+        Ok(out)
     }
 
     pub fn principal(&self, client_id: &str) -> Result<Option<Principal>, StoreError> {

@@ -20,6 +20,9 @@ pub(crate) const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
 /// assignment id → `RoleAssignment`.
 pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("role_assignments");
+/// "vault/keys/name" → `RotationPolicy`.
+pub(crate) const ROTATION_POLICIES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("rotation_policies");
 
 pub(crate) const META_DEPLOYMENT: &str = "deployment";
 pub(crate) const META_LAST_APPLIED: &str = "last_applied";
@@ -32,6 +35,7 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(VERSIONS)?;
     txn.open_table(PRINCIPALS)?;
     txn.open_table(ROLES)?;
+    txn.open_table(ROTATION_POLICIES)?;
     Ok(())
 }
 
