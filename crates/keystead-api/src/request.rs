@@ -135,18 +135,78 @@ pub(crate) fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// Reads the whole body up to [`MAX_BODY_BYTES`].
-pub(crate) async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
-    read_body_limited(body, MAX_BODY_BYTES).await
+/// Beyond this many bytes an oversized body is no longer read to the end (the connection is
+/// then closed by the server instead of being kept alive).
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a request body completely, keeping at most `limit` bytes. An oversized body is still
+/// read to its end (up to [`MAX_DRAIN_BYTES`]) before the 400 is sent: answering while the
+/// client is still sending makes many clients see a reset instead of the error, and leaves
+/// the keep-alive connection unusable.
+pub(crate) async fn collect_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|_| ApiError::BadParameter("The request body could not be read.".into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total <= limit {
+            kept.extend_from_slice(&data);
+        } else if total > MAX_DRAIN_BYTES {
+            break;
+        }
+    }
+    if total > limit {
+        zeroize::Zeroize::zeroize(&mut kept[..]);
+        return Err(ApiError::BadParameter(format!(
+            "The request body is larger than {limit} bytes."
+        )));
+    }
+    Ok(kept.freeze())
 }
 
-/// Reads the whole body up to `limit` bytes; a larger one is a 400, not a dropped connection.
-pub(crate) async fn read_body_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::BadParameter(format!(
-            "The request body is larger than {limit} bytes or could not be read."
-        ))
-    })
+/// Something a handler can get its body bytes from: the raw body (read here, bounded) or a
+/// body the router already collected.
+pub(crate) trait BodySource: Send {
+    fn into_bytes(
+        self,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<bytes::Bytes, ApiError>> + Send;
+}
+
+impl BodySource for Body {
+    async fn into_bytes(self, limit: usize) -> Result<bytes::Bytes, ApiError> {
+        collect_body(self, limit).await
+    }
+}
+
+impl BodySource for bytes::Bytes {
+    async fn into_bytes(self, limit: usize) -> Result<bytes::Bytes, ApiError> {
+        if self.len() > limit {
+            return Err(ApiError::BadParameter(format!(
+                "The request body is larger than {limit} bytes."
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// The whole body, at most [`MAX_BODY_BYTES`].
+pub(crate) async fn read_body(body: impl BodySource) -> Result<bytes::Bytes, ApiError> {
+    body.into_bytes(MAX_BODY_BYTES).await
+}
+
+/// The whole body, at most `limit` bytes.
+pub(crate) async fn read_body_limited(
+    body: impl BodySource,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    body.into_bytes(limit).await
 }
 
 /// Parses a JSON body into `T`. Unknown fields are ignored (newer SDKs add fields); missing

@@ -3,9 +3,10 @@
 
 use crate::error::ApiError;
 use crate::host::{ClientHost, Target};
-use crate::request::{check_api_version, segments, Query};
+use crate::request::{
+    check_api_version, collect_body, segments, Query, MAX_BODY_BYTES, MAX_RESTORE_BODY_BYTES,
+};
 use crate::{admin, auth, authority, secrets};
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -122,13 +123,25 @@ async fn vault_request(
     vault: VaultName,
     req: Request,
 ) -> Result<Response, ApiError> {
-    // Authentication comes first: an unauthenticated request gets the challenge whatever its
-    // path, query or body (the SDKs' first request has no token and no body).
-    let caller = auth::authenticate(state, host, req.headers())?;
-    let query = Query::parse(req.uri().query());
-    let api_version = check_api_version(&query)?;
+    // Read the whole body before anything can refuse the request, so every answer leaves the
+    // keep-alive connection reusable (reading is not parsing). Only restore requests may carry
+    // large backup blobs.
     let segs = segments(req.uri().path());
-    let method = req.method().clone();
+    let limit = if segs.last().map(String::as_str) == Some("restore") {
+        MAX_RESTORE_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let (parts, body) = req.into_parts();
+    let body = collect_body(body, limit).await;
+    // Authentication comes first among the checks: an unauthenticated request gets the
+    // challenge whatever its path, query or body (the SDKs' first request has neither token
+    // nor body).
+    let caller = auth::authenticate(state, host, &parts.headers)?;
+    let body = body?;
+    let query = Query::parse(parts.uri.query());
+    let method = parts.method.clone();
+    let api_version = check_api_version(&query)?;
     let ctx = VaultCtx {
         state,
         host,
@@ -137,7 +150,6 @@ async fn vault_request(
         query,
         api_version,
     };
-    let body = req.into_body();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.first().copied() {
         Some("secrets") | Some("deletedsecrets") => {
@@ -164,4 +176,5 @@ async fn service_request(
     }
 }
 
-pub(crate) type BodyIn = Body;
+/// A vault request's body, already read in full by the router.
+pub(crate) type BodyIn = bytes::Bytes;
