@@ -4,6 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use keystead_core::keys::KeyRefusal;
 use keystead_core::CoreError;
 use keystead_model::{ApplyError, ObjectKind};
 use serde_json::json;
@@ -140,6 +141,32 @@ fn render_core(error: &CoreError) -> Rendered {
             format!("Vault {vault} was not found on this Keystead deployment."),
         ),
         CoreError::Refused(refusal) => render_refusal(refusal),
+        CoreError::Unavailable(m) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!("The service is temporarily unavailable: {m}"),
+        ),
+        CoreError::KeyRefused { operation, reason } => {
+            let (inner, message) = match reason {
+                KeyRefusal::Disabled => (
+                    "KeyDisabled",
+                    format!("Operation {operation} is not allowed on a disabled key."),
+                ),
+                KeyRefusal::Expired => (
+                    "KeyExpired",
+                    format!("Operation {operation} is not allowed on an expired key."),
+                ),
+                KeyRefusal::NotYetValid => (
+                    "KeyNotYetValid",
+                    format!("Operation {operation} is not allowed on a key that is not yet valid (nbf)."),
+                ),
+                KeyRefusal::OperationNotPermitted | _ => (
+                    "KeyOperationForbidden",
+                    format!("Operation {operation} is not permitted by this key's key_ops."),
+                ),
+            };
+            with_inner(StatusCode::FORBIDDEN, "Forbidden", inner, message)
+        }
         CoreError::Internal(_) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",
@@ -254,6 +281,11 @@ impl IntoResponse for ApiError {
             error["innererror"] = json!({"code": inner});
         }
         let mut response = (rendered.status, axum::Json(json!({"error": error}))).into_response();
+        if let ApiError::Core(CoreError::Unavailable(_)) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let ApiError::Challenge { challenge, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(challenge) {
                 response

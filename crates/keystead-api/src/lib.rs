@@ -10,6 +10,7 @@ mod auth;
 mod authority;
 mod error;
 mod host;
+mod keys;
 mod request;
 mod router;
 mod secrets;

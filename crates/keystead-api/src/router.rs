@@ -6,7 +6,7 @@ use crate::host::{ClientHost, Target};
 use crate::request::{
     check_api_version, collect_body, segments, Query, MAX_BODY_BYTES, MAX_RESTORE_BODY_BYTES,
 };
-use crate::{admin, auth, authority, secrets};
+use crate::{admin, auth, authority, keys, secrets};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -141,6 +141,11 @@ async fn vault_request(
     let body = body?;
     let query = Query::parse(parts.uri.query());
     let method = parts.method.clone();
+    // Reads are linearizable: wait until this node has applied everything acknowledged before
+    // the request arrived (a no-op on a single node; a read-index round in a cluster).
+    if method == Method::GET {
+        state.node.read_barrier().await?;
+    }
     let api_version = check_api_version(&query)?;
     let ctx = VaultCtx {
         state,
@@ -155,6 +160,8 @@ async fn vault_request(
         Some("secrets") | Some("deletedsecrets") => {
             secrets::route(&ctx, &method, &segs, body).await
         }
+        Some("keys") | Some("deletedkeys") => keys::route(&ctx, &method, &segs, body).await,
+        Some("rng") if segs.len() == 1 => keys::rng(&ctx, &method, body).await,
         _ => Err(ApiError::NoRoute),
     }
 }

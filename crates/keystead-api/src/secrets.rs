@@ -53,13 +53,13 @@ pub(crate) fn object_name(raw: &str) -> Result<ObjectName, ApiError> {
     })
 }
 
-fn render(ctx: &VaultCtx<'_>) -> Render {
+pub(crate) fn render(ctx: &VaultCtx<'_>) -> Render {
     Render {
         base: ctx.host.base_url(),
     }
 }
 
-fn ok(value: serde_json::Value) -> Result<Response, ApiError> {
+pub(crate) fn ok(value: serde_json::Value) -> Result<Response, ApiError> {
     Ok(Json(value).into_response())
 }
 
@@ -241,7 +241,7 @@ async fn restore(ctx: &VaultCtx<'_>, body: BodyIn) -> Result<Response, ApiError>
         .node()
         .restore_object(&ctx.caller, &ctx.vault, KIND, &blob)
         .await?;
-    ok(render(ctx).secret_bundle(&restored.state, None))
+    ok(render(ctx).secret_bundle(&restored, None))
 }
 
 /// base64url with or without padding (standard base64 accepted too).

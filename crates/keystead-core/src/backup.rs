@@ -3,8 +3,8 @@
 //! so it is confidential and authenticated, and restorable only where the same key hierarchy
 //! is loaded. Restore re-seals each value for its new vault.
 
-use crate::objects::kind_actions;
-use crate::secrets::SecretValue;
+use crate::objects::{kind_actions, ObjectState};
+use crate::secrets::value_aad;
 use crate::{Caller, CoreError, Node};
 use keystead_crypto::SealedBox;
 use keystead_model::{Command, ObjectKind, ObjectName, Payload, VaultName, VersionRecord};
@@ -63,14 +63,17 @@ impl Node {
             let record = read
                 .version(vault, kind, name, id)?
                 .ok_or_else(|| CoreError::Internal(format!("missing version {id}")))?;
-            let value = match kind {
-                ObjectKind::Secret => self.open_secret_value(vault, name, &record)?,
+            let value: Vec<u8> = match (kind, &record.payload) {
+                (ObjectKind::Secret, _) => self
+                    .open_secret_value(vault, name, &record)?
+                    .as_bytes()
+                    .to_vec(),
+                (ObjectKind::Key, Payload::Key { key }) => self
+                    .open_key(vault, name, &record.version, &key.private)?
+                    .to_vec(),
                 _ => return Err(CoreError::BadParameter("unsupported object kind".into())),
             };
-            versions.push(BackupVersion {
-                record,
-                value: value.as_bytes().to_vec(),
-            });
+            versions.push(BackupVersion { record, value });
         }
         let contents = BackupContents {
             format: BACKUP_FORMAT,
@@ -93,7 +96,7 @@ impl Node {
         vault: &VaultName,
         kind: ObjectKind,
         blob: &[u8],
-    ) -> Result<SecretValue, CoreError> {
+    ) -> Result<ObjectState, CoreError> {
         // Authorize before opening the blob; the name is only known after opening it.
         let settings = self.authorize(caller, vault, kind_actions(kind).restore, None)?;
         let sealed: SealedBox = postcard::from_bytes(blob).map_err(|_| CoreError::BadBackup)?;
@@ -111,25 +114,27 @@ impl Node {
         let mut records = Vec::with_capacity(contents.versions.len());
         for version in &contents.versions {
             let mut record = version.record.clone();
-            let value = self.seal_secret_value(vault, &name, &record.version, &version.value)?;
-            record.payload = Payload::Secret { value };
+            // Re-seal for the target vault: the AAD names vault/collection/name/version.
+            let sealed = self.seal(
+                &value_aad(vault, kind, &name, &record.version),
+                &version.value,
+            )?;
+            record.payload = match (kind, record.payload) {
+                (ObjectKind::Secret, _) => Payload::Secret { value: sealed },
+                (ObjectKind::Key, Payload::Key { mut key }) => {
+                    key.private = sealed;
+                    Payload::Key { key }
+                }
+                _ => return Err(CoreError::BadBackup),
+            };
             records.push(record);
         }
-        let latest_value = contents
-            .versions
-            .last()
-            .map(|v| Zeroizing::new(String::from_utf8_lossy(&v.value).into_owned()))
-            .unwrap_or_default();
         let command = Command::RestoreObject {
             vault: vault.clone(),
             kind,
             name,
             versions: records,
         };
-        let state = self.propose_object(settings, command).await?;
-        Ok(SecretValue {
-            state,
-            value: latest_value,
-        })
+        self.propose_object(settings, command).await
     }
 }

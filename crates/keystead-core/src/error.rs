@@ -28,6 +28,12 @@ pub enum CoreError {
     /// The object version is disabled.
     #[error("{} {name} is disabled", .kind.noun())]
     Disabled { kind: ObjectKind, name: String },
+    /// A key refused a cryptographic operation (disabled, outside nbf/exp, not in key_ops).
+    #[error("the key refused the {operation} operation: {reason:?}")]
+    KeyRefused {
+        operation: &'static str,
+        reason: crate::keys::KeyRefusal,
+    },
     /// The vault named by the request's host does not exist.
     #[error("vault {0} was not found")]
     VaultNotFound(String),
@@ -37,6 +43,10 @@ pub enum CoreError {
     /// The backup blob is not one of ours, or was sealed under another key hierarchy.
     #[error("the backup blob is malformed or was not produced by this deployment")]
     BadBackup,
+    /// No leader can be reached right now (election in progress, minority partition): the
+    /// caller should retry shortly.
+    #[error("the service is temporarily unavailable: {0}")]
+    Unavailable(String),
     /// Storage, crypto or runtime failure: a server fault, never the caller's.
     #[error("internal error: {0}")]
     Internal(String),

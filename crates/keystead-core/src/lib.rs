@@ -10,11 +10,14 @@ pub mod admin;
 pub mod auth;
 pub mod backup;
 pub mod clock;
+pub mod cluster;
 pub mod error;
+pub mod keys;
 pub mod log;
 mod node;
 pub mod objects;
 pub mod retention;
+pub mod rotation;
 pub mod secrets;
 
 pub use auth::{AccessToken, Caller};

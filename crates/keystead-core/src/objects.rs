@@ -33,9 +33,19 @@ pub fn kind_actions(kind: ObjectKind) -> &'static KindActions {
         backup: actions::SECRET_BACKUP,
         restore: actions::SECRET_RESTORE,
     };
+    const KEYS: KindActions = KindActions {
+        read_metadata: actions::KEY_READ,
+        update: actions::KEY_UPDATE,
+        delete: actions::KEY_DELETE,
+        recover: actions::KEY_RECOVER,
+        purge: actions::KEY_PURGE,
+        backup: actions::KEY_BACKUP,
+        restore: actions::KEY_RESTORE,
+    };
     match kind {
-        // Keys and certificates reuse these until their own operations land.
-        ObjectKind::Secret | ObjectKind::Key | ObjectKind::Certificate => &SECRETS,
+        ObjectKind::Key => &KEYS,
+        // Certificates reuse the secrets' actions until their own operations land.
+        ObjectKind::Secret | ObjectKind::Certificate => &SECRETS,
     }
 }
 

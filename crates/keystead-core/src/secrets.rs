@@ -6,7 +6,7 @@ use crate::{Caller, CoreError, Node};
 use keystead_crypto::random;
 use keystead_model::access::actions;
 use keystead_model::{
-    Attributes, Ciphertext, Command, ObjectKind, ObjectName, Payload, VaultName, VersionRecord,
+    Attributes, Command, ObjectKind, ObjectName, Payload, VaultName, VersionRecord,
 };
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -139,16 +139,5 @@ impl Node {
         let text = std::str::from_utf8(&plaintext)
             .map_err(|_| CoreError::Internal("stored secret is not UTF-8".into()))?;
         Ok(Zeroizing::new(text.to_string()))
-    }
-
-    /// Re-seals a plaintext value for a (possibly different) vault/name/version.
-    pub(crate) fn seal_secret_value(
-        &self,
-        vault: &VaultName,
-        name: &ObjectName,
-        version: &str,
-        value: &[u8],
-    ) -> Result<Ciphertext, CoreError> {
-        self.seal(&value_aad(vault, ObjectKind::Secret, name, version), value)
     }
 }

@@ -76,6 +76,10 @@ pub async fn run(
         node.clone(),
         Duration::from_secs(60),
     ));
+    let rotation = tokio::spawn(keystead_core::rotation::run(
+        node.clone(),
+        Duration::from_secs(60),
+    ));
     let shutdown = handle.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -100,6 +104,7 @@ pub async fn run(
     }
     let result = server.await;
     retention.abort();
+    rotation.abort();
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("server error: {e}")),
