@@ -452,14 +452,14 @@ impl Node {
             tags: props.tags,
             content_type: None,
             payload: Payload::Key {
-                key: KeyMaterial {
+                key: Box::new(KeyMaterial {
                     public,
                     private: sealed,
                     hsm_requested: hsm,
                     key_ops: props.key_ops.unwrap_or_else(|| kty.default_ops()),
                     exportable: props.exportable.unwrap_or(false),
                     release_policy: props.release_policy,
-                },
+                }),
             },
         };
         let command = Command::PutVersion {
@@ -989,12 +989,12 @@ fn run_operation(
 }
 
 fn check_digest(hash: Hash, digest: &[u8]) -> Result<(), CoreError> {
-    if digest.len() == hash.len() {
+    if digest.len() == hash.digest_len() {
         Ok(())
     } else {
         Err(CoreError::BadParameter(format!(
             "Invalid digest length: the algorithm needs a {}-byte digest, got {} bytes.",
-            hash.len(),
+            hash.digest_len(),
             digest.len()
         )))
     }

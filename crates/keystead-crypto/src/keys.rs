@@ -310,7 +310,7 @@ pub enum Hash {
 }
 
 impl Hash {
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Hash::Sha256 => 32,
             Hash::Sha384 => 48,
@@ -451,6 +451,11 @@ pub struct GcmSealed {
     pub tag: Vec<u8>,
 }
 
+/// `len` is a whole number of `block`-byte blocks (kept MSRV-friendly: no `is_multiple_of`).
+fn whole_blocks(len: usize, block: usize) -> bool {
+    len / block * block == len
+}
+
 pub const GCM_IV_LEN: usize = 12;
 pub const CBC_IV_LEN: usize = 16;
 
@@ -540,7 +545,7 @@ pub fn aes_cbc_encrypt(
             .less_safe_encrypt(&mut buf, context)
             .map_err(|_| CryptoError::Internal("AES-CBC encryption"))?;
     } else {
-        if buf.is_empty() || buf.len() % 16 != 0 {
+        if buf.is_empty() || !whole_blocks(buf.len(), 16) {
             return Err(CryptoError::InvalidInput(
                 "without padding the plaintext must be a multiple of 16 bytes",
             ));
@@ -561,7 +566,7 @@ pub fn aes_cbc_decrypt(
     pad: bool,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let context = DecryptionContext::Iv128(cbc_iv(iv)?);
-    if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+    if ciphertext.is_empty() || !whole_blocks(ciphertext.len(), 16) {
         return Err(CryptoError::Decrypt);
     }
     let mut buf = Zeroizing::new(ciphertext.to_vec());
@@ -584,7 +589,8 @@ pub fn aes_cbc_decrypt(
 
 /// AES key wrap (RFC 3394) or, with `pad`, key wrap with padding (RFC 5649).
 pub fn aes_wrap(key: &[u8], plaintext: &[u8], pad: bool) -> Result<Vec<u8>, CryptoError> {
-    if plaintext.is_empty() || (!pad && (plaintext.len() % 8 != 0 || plaintext.len() < 16)) {
+    if plaintext.is_empty() || (!pad && (!whole_blocks(plaintext.len(), 8) || plaintext.len() < 16))
+    {
         return Err(CryptoError::InvalidInput(
             "key wrap needs a key of at least 16 bytes in 8-byte steps (use the padded variant otherwise)",
         ));
@@ -636,7 +642,7 @@ pub fn aes_unwrap(
     wrapped: &[u8],
     pad: bool,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+    if wrapped.len() < 16 || !whole_blocks(wrapped.len(), 8) {
         return Err(CryptoError::Decrypt);
     }
     let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);

@@ -152,7 +152,7 @@ pub enum Payload {
     /// A secret value, sealed with AAD binding it to vault/name/version.
     Secret { value: Ciphertext },
     /// A key: public half in clear, private half sealed (see [`crate::KeyMaterial`]).
-    Key { key: crate::KeyMaterial },
+    Key { key: Box<crate::KeyMaterial> },
 }
 
 /// One immutable version of an object.
