@@ -1,0 +1,116 @@
+//! The automatic rotation timer with an injectable clock: a key whose policy says "rotate 30
+//! days after creation" gets exactly one new version once the clock passes that point, with the
+//! policy's expiry, the same parameters, and new material.
+
+use keystead_core::keys::{KeyProps, KeySpec};
+use keystead_core::{Caller, Node, NodeConfig, SystemClock};
+use keystead_crypto::Kek;
+use keystead_model::{
+    Curve, KeyOp, KeyType, LifetimeAction, ObjectKind, ObjectName, Payload, PublicKey,
+    RotationAction, RotationTrigger, VaultName,
+};
+use std::sync::Arc;
+
+const DAY: i64 = 86_400;
+
+#[tokio::test]
+async fn policy_rotation_happens_once_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock::default());
+    let (node, _) = Node::open_single(
+        NodeConfig::new(dir.path().to_path_buf()),
+        Kek::generate().unwrap(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    node.create_vault("demo", Some(7), false).await.unwrap();
+    let principal = node.create_principal("tester").await.unwrap();
+    let client_id = principal.principal.client_id.clone();
+    node.assign_role(&client_id, "Key Vault Administrator", "demo", None)
+        .await
+        .unwrap();
+    let caller = Caller { client_id };
+    let vault = VaultName::parse("demo").unwrap();
+    let name = ObjectName::parse("Rotating").unwrap();
+
+    let spec = KeySpec {
+        kty: KeyType::Ec,
+        hsm: false,
+        key_size: None,
+        public_exponent: None,
+        curve: Some(Curve::P384),
+    };
+    let props = KeyProps {
+        key_ops: Some(vec![KeyOp::Sign]),
+        ..KeyProps::default()
+    };
+    let first = node
+        .create_key(&caller, &vault, &name, spec, props)
+        .await
+        .unwrap();
+    // Another key without a policy must be left alone.
+    let other = ObjectName::parse("untouched").unwrap();
+    let other_spec = KeySpec {
+        kty: KeyType::Oct,
+        hsm: false,
+        key_size: Some(128),
+        public_exponent: None,
+        curve: None,
+    };
+    node.create_key(&caller, &vault, &other, other_spec, KeyProps::default())
+        .await
+        .unwrap();
+
+    let actions = vec![LifetimeAction {
+        action: RotationAction::Rotate,
+        trigger: RotationTrigger::AfterCreate("P30D".into()),
+    }];
+    node.set_rotation_policy(&caller, &vault, &name, actions, Some("P90D".into()))
+        .await
+        .unwrap();
+
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 0, "not due yet");
+    clock.advance(29 * DAY);
+    assert_eq!(
+        node.rotate_due_keys_now().await.unwrap(),
+        0,
+        "still not due"
+    );
+    clock.advance(2 * DAY);
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 1, "due now");
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 0, "rotated once");
+
+    let latest = node.get_key(&caller, &vault, &name, None).unwrap();
+    assert_eq!(latest.object.versions.len(), 2);
+    assert_ne!(latest.version.version, first.version.version);
+    let now = node.now();
+    let expires = latest.version.attributes.expires.unwrap();
+    assert!((expires - (now + 90 * DAY)).abs() < 5);
+    let (Payload::Key { key: new }, Payload::Key { key: old }) =
+        (&latest.version.payload, &first.version.payload)
+    else {
+        panic!("not keys");
+    };
+    assert_eq!(new.key_ops, vec![KeyOp::Sign]);
+    match (&new.public, &old.public) {
+        (PublicKey::Ec { crv, x, .. }, PublicKey::Ec { x: old_x, .. }) => {
+            assert_eq!(*crv, Curve::P384);
+            assert_ne!(x, old_x);
+        }
+        _ => panic!("expected EC keys"),
+    }
+    let untouched = node.get_key(&caller, &vault, &other, None).unwrap();
+    assert_eq!(untouched.object.versions.len(), 1);
+
+    // The next rotation is due 30 days after the new version.
+    clock.advance(31 * DAY);
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 1);
+
+    // Deleted keys are not rotated; purging removes the policy.
+    node.delete_object(&caller, &vault, ObjectKind::Key, &name)
+        .await
+        .unwrap();
+    clock.advance(31 * DAY);
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 0);
+}
