@@ -16,7 +16,7 @@ pub use raft::ReplicatedEntry;
 pub use read::{Page, ReadView};
 
 use keystead_model::{Applied, ApplyError, Command};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -52,21 +52,33 @@ impl Store {
     /// after it keeps both: the log and the state machine never disagree.
     pub fn append_and_apply(&self, command: &Command) -> Result<(u64, ApplyResult), StoreError> {
         let txn = self.db.begin_write()?;
-        let index = {
-            let mut log = txn.open_table(tables::LOG)?;
-            let last = log.last()?.map(|(k, _)| k.value()).unwrap_or(0);
-            let index = last + 1;
-            let entry = LogEntry {
-                index,
-                term: 0,
-                command: command.clone(),
-            };
-            log.insert(index, codec::encode(&entry)?.as_slice())?;
-            index
-        };
-        let result = apply::apply(&txn, index, command)?;
+        let index = next_log_index(&txn)?;
+        let result = append_one(&txn, index, command)?;
         txn.commit()?;
         Ok((index, result))
+    }
+
+    /// Group commit: appends `commands` at consecutive log indexes and applies each in order, all
+    /// in ONE write transaction with ONE fsync, so concurrent writers share the cost of the
+    /// commit. Each command gets its own outcome: a refusal changes nothing (apply decides
+    /// refusals before writing), so it cannot affect the commands around it. A storage error
+    /// aborts the whole transaction: none of the commands is then logged or applied.
+    pub fn append_and_apply_batch(
+        &self,
+        commands: &[Command],
+    ) -> Result<Vec<(u64, ApplyResult)>, StoreError> {
+        if commands.is_empty() {
+            // Nothing to make durable: do not pay for an empty commit.
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_write()?;
+        let first = next_log_index(&txn)?;
+        let mut results = Vec::with_capacity(commands.len());
+        for (index, command) in (first..).zip(commands) {
+            results.push((index, append_one(&txn, index, command)?));
+        }
+        txn.commit()?;
+        Ok(results)
     }
 
     /// Applies an entry that was made durable elsewhere (the replicated log). Idempotent: an
@@ -97,6 +109,32 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The index the next appended entry takes: one past the last in `log` (1 on an empty log).
+fn next_log_index(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let log = txn.open_table(tables::LOG)?;
+    let last = log.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+    Ok(last + 1)
+}
+
+/// Appends one entry at `index` and applies its command, inside the caller's transaction. The
+/// log table is closed again before applying so apply can open whatever tables it needs.
+fn append_one(
+    txn: &WriteTransaction,
+    index: u64,
+    command: &Command,
+) -> Result<ApplyResult, StoreError> {
+    {
+        let mut log = txn.open_table(tables::LOG)?;
+        let entry = LogEntry {
+            index,
+            term: 0,
+            command: command.clone(),
+        };
+        log.insert(index, codec::encode(&entry)?.as_slice())?;
+    }
+    apply::apply(txn, index, command)
 }
 
 #[cfg(test)]

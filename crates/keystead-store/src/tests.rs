@@ -202,3 +202,85 @@ fn state_and_log_survive_reopen_and_replay_is_idempotent() {
             .purge_protection
     );
 }
+
+#[test]
+fn batch_appends_consecutively_applies_in_order_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        let create = Command::CreateVault(VaultSettings {
+            name: vault(),
+            retention_days: 7,
+            purge_protection: false,
+            created: 0,
+        });
+        let put_cmd = |n: &str, v: &str| Command::PutVersion {
+            vault: vault(),
+            kind: ObjectKind::Secret,
+            name: name(n),
+            version: version(v, 10),
+        };
+        let batch = vec![
+            create,
+            put_cmd("a", "v1"),
+            // Refused: nothing to recover. Must not disturb its neighbours.
+            Command::RecoverObject {
+                vault: vault(),
+                kind: ObjectKind::Secret,
+                name: name("missing"),
+            },
+            put_cmd("b", "v1"),
+            // Applied in order: sees "a" written earlier in the same transaction.
+            put_cmd("A", "v2"),
+            // Refused: a vault of that name already exists (created earlier in this batch).
+            Command::CreateVault(VaultSettings {
+                name: vault(),
+                retention_days: 7,
+                purge_protection: false,
+                created: 0,
+            }),
+        ];
+        let results = store.append_and_apply_batch(&batch).unwrap();
+        let indexes: Vec<u64> = results.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, vec![1, 2, 3, 4, 5, 6]);
+        let ok: Vec<bool> = results.iter().map(|(_, r)| r.is_ok()).collect();
+        assert_eq!(ok, vec![true, true, false, true, true, false]);
+        assert!(matches!(
+            results[2].1,
+            Err(ApplyError::DeletedObjectNotFound { .. })
+        ));
+
+        // A later batch continues the numbering; an empty batch is a no-op.
+        assert!(store.append_and_apply_batch(&[]).unwrap().is_empty());
+        let (next, _) = store.append_and_apply(&put_cmd("c", "v1")).unwrap();
+        assert_eq!(next, 7);
+
+        let entries = store.log_entries(1, 100).unwrap();
+        assert_eq!(entries.len(), 6 + 1);
+        for (i, entry) in entries.iter().take(6).enumerate() {
+            assert_eq!(entry.index, i as u64 + 1);
+            assert_eq!(entry.command, batch[i]);
+        }
+    }
+    let store = Store::open(&path).unwrap();
+    let read = store.read().unwrap();
+    assert_eq!(read.last_applied().unwrap(), 7);
+    assert_eq!(store.log_entries(1, 100).unwrap().len(), 7);
+    let a = read
+        .object(&vault(), ObjectKind::Secret, &name("a"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.versions, vec!["v1", "v2"]);
+    for n in ["b", "c"] {
+        assert!(read
+            .object(&vault(), ObjectKind::Secret, &name(n))
+            .unwrap()
+            .is_some());
+    }
+    assert!(read
+        .object(&vault(), ObjectKind::Secret, &name("missing"))
+        .unwrap()
+        .is_none());
+    assert_eq!(read.vaults().unwrap().len(), 1);
+}
