@@ -16,10 +16,18 @@ use tokio::sync::oneshot;
 
 pub type ProposeFuture<'a> = Pin<Box<dyn Future<Output = Result<Applied, CoreError>> + Send + 'a>>;
 
+pub type BarrierFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CoreError>> + Send + 'a>>;
+
 pub trait CommandLog: Send + Sync {
     /// Returns only once the command is durable and applied; the result is the state machine's
     /// answer (a refusal arrives as `CoreError::Refused`).
     fn propose(&self, command: Command) -> ProposeFuture<'_>;
+
+    /// Resolves once the local state machine reflects every write acknowledged before the call
+    /// (a linearizable read point). A single node is always up to date.
+    fn read_barrier(&self) -> BarrierFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Most commands one group commit takes. Bounds the size of one redb transaction and how long

@@ -99,6 +99,11 @@ impl Node {
         Ok((node, Bootstrap { admin_token }))
     }
 
+    /// Waits until local reads are linearizable (see [`CommandLog::read_barrier`]).
+    pub async fn read_barrier(&self) -> Result<(), CoreError> {
+        self.log.read_barrier().await
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now()
     }

@@ -6,11 +6,18 @@
 //! - [`state_machine`]: applies committed entries to the store's tables; snapshots are the
 //!   store's state tables, which hold only ciphertext.
 
+pub mod admin;
+pub mod cluster;
 pub mod log_store;
+pub mod network;
+pub mod peer;
+pub mod raft_log;
 pub mod state_machine;
 pub mod types;
 
+pub use cluster::{ClusterNode, ClusterSettings};
 pub use log_store::LogStore;
+pub use network::PeerTls;
 pub use state_machine::StateMachine;
 pub use types::{NodeInfo, TypeConfig};
 

@@ -1,0 +1,83 @@
+//! Starting a clustered node: openraft over the redb store, the mTLS cluster listener, and
+//! first-start bootstrap of a one-node membership when configured.
+
+use crate::network::{Network, PeerClient, PeerTls};
+use crate::raft_log::RaftLog;
+use crate::types::{NodeInfo, Raft};
+use crate::{peer, LogStore, StateMachine};
+use keystead_store::Store;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// This node's place in the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    /// Where the cluster listener binds.
+    pub listen: SocketAddr,
+    pub info: NodeInfo,
+    /// Initialize a one-node cluster with this node on first start.
+    pub bootstrap: bool,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
+}
+
+pub struct ClusterNode {
+    pub raft: Raft,
+    pub log: Arc<RaftLog>,
+    pub settings: ClusterSettings,
+}
+
+impl ClusterNode {
+    pub async fn start(
+        settings: ClusterSettings,
+        store: Arc<Store>,
+        tls: PeerTls,
+    ) -> Result<Arc<ClusterNode>, String> {
+        let config = openraft::Config {
+            cluster_name: "keystead".into(),
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: settings.election_timeout_ms.0,
+            election_timeout_max: settings.election_timeout_ms.1,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("raft config: {e}"))?;
+        let peers = PeerClient::new(&tls)?;
+        let raft = Raft::new(
+            settings.node_id,
+            Arc::new(config),
+            Network::new(peers.clone()),
+            LogStore::new(store.clone()),
+            StateMachine::new(store),
+        )
+        .await
+        .map_err(|e| format!("starting raft: {e}"))?;
+
+        let server_tls = peer::server_tls(&tls)?;
+        let app = peer::router(raft.clone());
+        let listener = axum_server::bind_rustls(
+            settings.listen,
+            axum_server::tls_rustls::RustlsConfig::from_config(server_tls),
+        );
+        let listen = settings.listen;
+        tokio::spawn(async move {
+            if let Err(e) = listener.serve(app.into_make_service()).await {
+                tracing::error!(%listen, error = %e, "cluster listener stopped");
+            }
+        });
+
+        if settings.bootstrap && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+            let members = BTreeMap::from([(settings.node_id, settings.info.clone())]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| format!("initializing the cluster: {e}"))?;
+            tracing::info!(node_id = settings.node_id, "initialized a new cluster");
+        }
+        let log = Arc::new(RaftLog::new(raft.clone(), peers));
+        Ok(Arc::new(ClusterNode { raft, log, settings }))
+    }
+}

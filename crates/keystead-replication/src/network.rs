@@ -1,0 +1,178 @@
+//! Node-to-node transport, client side: openraft's RPCs (append entries, vote, install
+//! snapshot) as JSON over HTTPS with mutual TLS — every node presents a certificate from the
+//! cluster's CA and accepts only peers that do.
+
+use crate::types::{NodeInfo, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// PEM material for mutual TLS between nodes.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: zeroize::Zeroizing<Vec<u8>>,
+}
+
+/// An HTTPS client that presents this node's certificate and trusts only the cluster CA.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(String);
+
+impl PeerClient {
+    pub fn new(tls: &PeerTls) -> Result<PeerClient, String> {
+        let mut identity_pem = tls.cert_pem.clone();
+        identity_pem.extend_from_slice(&tls.key_pem);
+        let identity =
+            reqwest::Identity::from_pem(&identity_pem).map_err(|e| format!("node identity: {e}"))?;
+        zeroize::Zeroize::zeroize(&mut identity_pem);
+        let ca = reqwest::Certificate::from_pem(&tls.ca_pem).map_err(|e| format!("cluster CA: {e}"))?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .identity(identity)
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("peer client: {e}"))?;
+        Ok(PeerClient { http })
+    }
+
+    /// POSTs `body` as JSON to `https://{addr}{path}` and decodes the JSON answer.
+    pub async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<R, PeerFailure> {
+        let response = self
+            .http
+            .post(format!("https://{addr}{path}"))
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    PeerFailure::Unreachable(TransportError(e.to_string()))
+                } else {
+                    PeerFailure::Network(TransportError(e.to_string()))
+                }
+            })?;
+        if !response.status().is_success() {
+            return Err(PeerFailure::Network(TransportError(format!(
+                "peer answered {}",
+                response.status()
+            ))));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| PeerFailure::Network(TransportError(e.to_string())))
+    }
+}
+
+/// Why a peer call failed before an answer was decoded.
+#[derive(Debug)]
+pub enum PeerFailure {
+    Unreachable(TransportError),
+    Network(TransportError),
+}
+
+impl PeerFailure {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, NodeInfo, E> {
+        match self {
+            PeerFailure::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            PeerFailure::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+/// Creates a connection per target node; all share one HTTPS client (and its pool).
+#[derive(Clone)]
+pub struct Network {
+    client: PeerClient,
+}
+
+impl Network {
+    pub fn new(client: PeerClient) -> Network {
+        Network { client }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Connection {
+        Connection {
+            client: self.client.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+pub struct Connection {
+    client: PeerClient,
+    target: u64,
+    node: NodeInfo,
+}
+
+impl Connection {
+    async fn call<B: Serialize, R: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        option: &RPCOption,
+    ) -> Result<R, RPCError<u64, NodeInfo, RaftError<u64, E>>> {
+        let answer: Result<R, RaftError<u64, E>> = self
+            .client
+            .post(&self.node.addr, path, body, option.hard_ttl())
+            .await
+            .map_err(PeerFailure::into_rpc)?;
+        answer.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e))
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
+        self.call("/raft/append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, NodeInfo, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call("/raft/snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
+        self.call("/raft/vote", &rpc, &option).await
+    }
+}

@@ -1,0 +1,111 @@
+//! Node-to-node transport, server side: the cluster listener (HTTPS, client certificates from
+//! the cluster CA required) serving openraft's RPCs, forwarded writes and read-index requests.
+
+use crate::network::PeerTls;
+use crate::types::{LogId, NodeInfo, Raft, Response, TypeConfig};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use keystead_model::Command;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The answer to a forwarded write or read-index request.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerAnswer<T> {
+    Done(T),
+    /// This node is not the leader; try this one (if known).
+    NotLeader(Option<NodeInfo>),
+    /// Leadership could not be confirmed or the write failed for a non-client reason.
+    Failed(String),
+}
+
+pub fn router(raft: Raft) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/raft/propose", post(propose))
+        .route("/raft/read-index", post(read_index))
+        .with_state(raft)
+}
+
+async fn append(
+    State(raft): State<Raft>,
+    Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<serde_json::Value> {
+    Json(to_json(raft.append_entries(rpc).await))
+}
+
+async fn vote(State(raft): State<Raft>, Json(rpc): Json<VoteRequest<u64>>) -> Json<serde_json::Value> {
+    Json(to_json(raft.vote(rpc).await))
+}
+
+async fn snapshot(
+    State(raft): State<Raft>,
+    Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<serde_json::Value> {
+    Json(to_json(raft.install_snapshot(rpc).await))
+}
+
+fn to_json<T: Serialize>(value: T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_else(|e| serde_json::json!({"Err": e.to_string()}))
+}
+
+/// Appends a command forwarded by a follower, if this node is the leader.
+pub(crate) async fn propose_local(raft: &Raft, command: Command) -> PeerAnswer<Response> {
+    match raft.client_write(command).await {
+        Ok(written) => PeerAnswer::Done(written.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            PeerAnswer::NotLeader(f.leader_node)
+        }
+        Err(e) => PeerAnswer::Failed(e.to_string()),
+    }
+}
+
+async fn propose(State(raft): State<Raft>, Json(command): Json<Command>) -> Json<PeerAnswer<Response>> {
+    Json(propose_local(&raft, command).await)
+}
+
+/// The leader's read index: once a quorum confirmed leadership, the log id every linearizable
+/// read must see applied.
+pub(crate) async fn read_index_local(raft: &Raft) -> PeerAnswer<Option<LogId>> {
+    match raft.ensure_linearizable().await {
+        Ok(log_id) => PeerAnswer::Done(log_id),
+        Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+            PeerAnswer::NotLeader(f.leader_node)
+        }
+        Err(e) => PeerAnswer::Failed(e.to_string()),
+    }
+}
+
+async fn read_index(State(raft): State<Raft>) -> Json<PeerAnswer<Option<LogId>>> {
+    Json(read_index_local(&raft).await)
+}
+
+/// rustls server configuration for the cluster listener: our certificate, and client
+/// certificates required and verified against the cluster CA.
+pub fn server_tls(tls: &PeerTls) -> Result<Arc<rustls::ServerConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&tls.ca_pem) {
+        let cert = cert.map_err(|e| format!("cluster CA: {e}"))?;
+        roots.add(cert).map_err(|e| format!("cluster CA: {e}"))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))?;
+    let chain = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("node certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|e| format!("node key: {e}"))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("cluster TLS: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

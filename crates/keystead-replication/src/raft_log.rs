@@ -1,0 +1,104 @@
+//! `CommandLog` over Raft: a write is appended through openraft on the leader (forwarded there
+//! over the cluster channel when this node is a follower) and answered with the result of
+//! applying it; a read barrier asks the leader for its read index and waits until this node
+//! has applied that far.
+
+use crate::network::PeerClient;
+use crate::peer::{propose_local, read_index_local, PeerAnswer};
+use crate::types::{LogId, NodeInfo, Raft, Response};
+use keystead_core::log::{BarrierFuture, ProposeFuture};
+use keystead_core::{CommandLog, CoreError};
+use keystead_model::{Applied, Command};
+use std::time::Duration;
+
+/// How long a write or read waits for a leader before answering 503.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct RaftLog {
+    raft: Raft,
+    peers: PeerClient,
+}
+
+impl RaftLog {
+    pub fn new(raft: Raft, peers: PeerClient) -> RaftLog {
+        RaftLog { raft, peers }
+    }
+
+    fn current_leader(&self) -> Option<NodeInfo> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+    }
+
+    /// Runs `local` if this node leads, else asks the leader at `path`; retries while no leader
+    /// is known, for at most [`LEADER_WAIT`].
+    async fn via_leader<T, F, Fut>(&self, path: &str, body: &impl serde::Serialize, local: F) -> Result<T, CoreError>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = PeerAnswer<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut last_error = String::from("no leader");
+        loop {
+            let mut hint = None;
+            match local().await {
+                PeerAnswer::Done(value) => return Ok(value),
+                PeerAnswer::NotLeader(leader) => hint = leader,
+                PeerAnswer::Failed(e) => last_error = e,
+            }
+            if let Some(leader) = hint.or_else(|| self.current_leader()) {
+                match self
+                    .peers
+                    .post::<_, PeerAnswer<T>>(&leader.addr, path, body, PEER_TIMEOUT)
+                    .await
+                {
+                    Ok(PeerAnswer::Done(value)) => return Ok(value),
+                    Ok(PeerAnswer::NotLeader(_)) => last_error = "leader changed".into(),
+                    Ok(PeerAnswer::Failed(e)) => last_error = e,
+                    Err(e) => last_error = format!("leader unreachable: {e:?}"),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CoreError::Unavailable(last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl CommandLog for RaftLog {
+    fn propose(&self, command: Command) -> ProposeFuture<'_> {
+        Box::pin(async move {
+            let response: Response = self
+                .via_leader("/raft/propose", &command, || propose_local(&self.raft, command.clone()))
+                .await?;
+            match response.0 {
+                Some(Ok(applied)) => Ok(applied),
+                Some(Err(refusal)) => Err(CoreError::Refused(refusal)),
+                None => Ok(Applied::Done),
+            }
+        })
+    }
+
+    fn read_barrier(&self) -> BarrierFuture<'_> {
+        Box::pin(async move {
+            let read_index: Option<LogId> = self
+                .via_leader("/raft/read-index", &(), || read_index_local(&self.raft))
+                .await?;
+            if let Some(log_id) = read_index {
+                self.raft
+                    .wait(Some(LEADER_WAIT))
+                    .applied_index_at_least(Some(log_id.index), "read barrier")
+                    .await
+                    .map_err(|e| CoreError::Unavailable(format!("catching up: {e}")))?;
+            }
+            Ok(())
+        })
+    }
+}
