@@ -452,6 +452,18 @@ def test_import_rsa_round_trip(keys, server, cred):
                                                         hashes.SHA256(), None)) == b"back"
 
 
+def test_import_rsa_without_crt_params(keys, server, cred):
+    private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    imported = keys.import_key(kname(), _rsa_jwk(private, crt=False))
+    assert len(imported.key.n) == 384
+    client = crypto(server, cred, imported)
+    digest = hashlib.sha384(b"no crt").digest()
+    sig = client.sign(SignatureAlgorithm.rs384, digest).signature
+    private.public_key().verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA384()))
+    ct = private.public_key().encrypt(b"no crt either", padding.PKCS1v15())
+    assert client.decrypt(EncryptionAlgorithm.rsa1_5, ct).plaintext == b"no crt either"
+
+
 def test_import_rsa_hsm_flag_and_bad_keys(keys, raw):
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key = keys.import_key(kname(), _rsa_jwk(private), hardware_protected=True)

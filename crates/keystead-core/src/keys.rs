@@ -796,23 +796,26 @@ fn import_material(kty: KeyType, jwk: &ImportedJwk) -> Result<(NewKey, PublicKey
     match kty {
         KeyType::Rsa => {
             let d = required(&jwk.d, "d")?;
+            let n = required(&jwk.n, "n")?;
+            let e = required(&jwk.e, "e")?;
             let (p, q, dp, dq, qi) = (&jwk.p, &jwk.q, &jwk.dp, &jwk.dq, &jwk.qi);
-            if p.is_none() || q.is_none() || dp.is_none() || dq.is_none() || qi.is_none() {
-                return Err(bad(
-                    "RSA keys are imported with their CRT parameters (p, q, dp, dq, qi); Keystead cannot derive them from n, e and d.",
-                ));
-            }
-            let components = kc::RsaComponents {
-                n: required(&jwk.n, "n")?,
-                e: required(&jwk.e, "e")?,
-                d,
-                p: required(p, "p")?,
-                q: required(q, "q")?,
-                dp: required(dp, "dp")?,
-                dq: required(dq, "dq")?,
-                qi: required(qi, "qi")?,
+            let key = if p.is_none() && q.is_none() && dp.is_none() && dq.is_none() && qi.is_none()
+            {
+                // Only n, e, d: the primes and CRT parameters are recovered from them.
+                kc::import_rsa_without_crt(n, e, d).map_err(invalid)?
+            } else {
+                kc::import_rsa(&kc::RsaComponents {
+                    n,
+                    e,
+                    d,
+                    p: required(p, "p")?,
+                    q: required(q, "q")?,
+                    dp: required(dp, "dp")?,
+                    dq: required(dq, "dq")?,
+                    qi: required(qi, "qi")?,
+                })
+                .map_err(invalid)?
             };
-            let key = kc::import_rsa(&components).map_err(invalid)?;
             let public = to_model_public(&key.public, None, 0)?;
             Ok((key, public))
         }

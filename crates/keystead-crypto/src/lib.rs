@@ -17,6 +17,7 @@ pub mod keys;
 pub mod password;
 pub mod pki;
 pub mod random;
+mod rsa_crt;
 pub mod token;
 
 pub use envelope::{Kek, SealedBox};
