@@ -284,3 +284,120 @@ fn batch_appends_consecutively_applies_in_order_and_survives_reopen() {
         .is_none());
     assert_eq!(read.vaults().unwrap().len(), 1);
 }
+
+fn key_version(id: &str, at: i64) -> VersionRecord {
+    VersionRecord {
+        payload: Payload::Key {
+            key: Box::new(KeyMaterial {
+                public: PublicKey::Ec {
+                    crv: Curve::P256,
+                    x: vec![1; 32],
+                    y: vec![2; 32],
+                },
+                private: Ciphertext(vec![9, 9, 9]),
+                hsm_requested: false,
+                key_ops: vec![KeyOp::Sign, KeyOp::Verify],
+                exportable: false,
+                release_policy: None,
+            }),
+        },
+        ..version(id, at)
+    }
+}
+
+#[test]
+fn key_updates_and_rotation_policies() {
+    let (_dir, store) = open();
+    let put = Command::PutVersion {
+        vault: vault(),
+        kind: ObjectKind::Key,
+        name: name("K"),
+        version: key_version("v1", 10),
+    };
+    store.append_and_apply(&put).unwrap().1.unwrap();
+    let update = Command::UpdateKey {
+        vault: vault(),
+        name: name("k"),
+        version: None,
+        patch: AttributesPatch {
+            enabled: Some(false),
+            ..AttributesPatch::default()
+        },
+        key_ops: Some(vec![KeyOp::Verify]),
+        release_policy: None,
+        at: 20,
+    };
+    match store.append_and_apply(&update).unwrap().1.unwrap() {
+        Applied::Object { version, .. } => {
+            assert!(!version.attributes.enabled);
+            assert_eq!(version.attributes.updated, 20);
+            let Payload::Key { key } = &version.payload else {
+                panic!("not a key")
+            };
+            assert_eq!(key.key_ops, vec![KeyOp::Verify]);
+            assert_eq!(key.private, Ciphertext(vec![9, 9, 9]));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    let policy = |created| RotationPolicy {
+        lifetime_actions: vec![LifetimeAction {
+            action: RotationAction::Rotate,
+            trigger: RotationTrigger::AfterCreate("P30D".into()),
+        }],
+        expiry_time: Some("P90D".into()),
+        created,
+        updated: created,
+    };
+    let set = |created| Command::SetRotationPolicy {
+        vault: vault(),
+        name: name("K"),
+        policy: policy(created),
+    };
+    store.append_and_apply(&set(30)).unwrap().1.unwrap();
+    store.append_and_apply(&set(40)).unwrap().1.unwrap();
+    let stored = store
+        .read()
+        .unwrap()
+        .rotation_policy(&vault(), &name("k"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.created, stored.updated),
+        (30, 40),
+        "created is kept"
+    );
+    assert_eq!(store.read().unwrap().rotation_policies().unwrap().len(), 1);
+
+    // A policy for a key that does not exist is refused and changes nothing.
+    let missing = Command::SetRotationPolicy {
+        vault: vault(),
+        name: name("nope"),
+        policy: policy(1),
+    };
+    assert!(matches!(
+        store.append_and_apply(&missing).unwrap().1,
+        Err(ApplyError::ObjectNotFound { .. })
+    ));
+
+    // Purging the key removes its policy.
+    let delete = Command::DeleteObject {
+        vault: vault(),
+        kind: ObjectKind::Key,
+        name: name("K"),
+        at: 50,
+    };
+    store.append_and_apply(&delete).unwrap().1.unwrap();
+    let purge = Command::PurgeObject {
+        vault: vault(),
+        kind: ObjectKind::Key,
+        name: name("K"),
+    };
+    store.append_and_apply(&purge).unwrap().1.unwrap();
+    assert!(store
+        .read()
+        .unwrap()
+        .rotation_policy(&vault(), &name("K"))
+        .unwrap()
+        .is_none());
+}
