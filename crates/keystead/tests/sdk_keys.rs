@@ -403,7 +403,8 @@ async fn rust_sdk_keys_round_trip() {
     assert_eq!(unwrapped.result, Some(dek));
 
     // ---- errors surface with the service's status
-    let missing = client.get_key("no-such-key", None).await;
-    let err = missing.err().expect("404");
+    let Err(err) = client.get_key("no-such-key", None).await else {
+        panic!("expected a 404 for a missing key");
+    };
     assert_eq!(err.http_status().map(u16::from), Some(404));
 }
