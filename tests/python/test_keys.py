@@ -637,3 +637,52 @@ def test_private_material_not_in_data_dir(fresh_server):
             data = path.read_bytes()
             assert k not in data and d not in data, path
             assert b64url(k).encode() not in data and b64url(d).encode() not in data, path
+
+
+def test_rsa_4096_generation_does_not_stall_other_requests(keys, raw):
+    """Key generation runs on blocking threads behind a semaphore: reads stay fast meanwhile."""
+    import threading
+    import time
+
+    name = kname()
+    keys.create_ec_key(name, curve="P-256")
+    done = []
+
+    def generate():
+        keys.create_rsa_key(kname(), size=4096)
+        done.append(time.monotonic())
+
+    threads = [threading.Thread(target=generate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    latencies = []
+    for _ in range(10):
+        start = time.monotonic()
+        assert raw.get(f"/keys/{name}/").status_code == 200
+        latencies.append(time.monotonic() - start)
+    for t in threads:
+        t.join(timeout=120)
+    assert len(done) == 3
+    assert max(latencies) < 2.0, latencies
+
+
+def test_key_scoped_encryption_user(server, keys):
+    """Key Vault Crypto Service Encryption User on one key: wrap/unwrap that key, nothing else."""
+    name = kname()
+    key = keys.create_rsa_key(name)
+    other = keys.create_rsa_key(kname())
+    principal = server.create_principal()
+    server.assign_role(principal["client_id"], "Key Vault Crypto Service Encryption User", "demo",
+                       f"/keys/{name}")
+    cred = server.credential(principal["client_id"], principal["client_secret"])
+    client = CryptographyClient(key.id, cred, connection_verify=server.ca)
+    cek = os.urandom(32)
+    wrapped = client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, cek)
+    assert client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped.encrypted_key).key == cek
+    with pytest.raises(HttpResponseError) as err:
+        client.sign(SignatureAlgorithm.rs256, hashlib.sha256(b"x").digest())
+    assert err.value.status_code == 403
+    other_client = CryptographyClient(other.id, cred, connection_verify=server.ca)
+    with pytest.raises(HttpResponseError) as err:
+        other_client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped.encrypted_key)
+    assert err.value.status_code == 403
