@@ -5,7 +5,8 @@
 //! `GET|POST /admin/vaults`, `DELETE /admin/vaults/{name}`,
 //! `POST /admin/vaults/{name}/purge-protection`,
 //! `GET|POST /admin/principals`, `DELETE /admin/principals/{client_id}`,
-//! `GET|POST /admin/roles`, `DELETE /admin/roles/{id}`.
+//! `GET|POST /admin/roles`, `DELETE /admin/roles/{id}`,
+//! `GET /admin/cluster`, `POST /admin/cluster/nodes`, `DELETE /admin/cluster/nodes/{id}`.
 
 use crate::auth::authenticate_admin;
 use crate::error::ApiError;
@@ -15,6 +16,7 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use keystead_core::cluster::JoinRequest;
 use keystead_model::{Principal, RoleAssignment, VaultName, VaultSettings};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -136,6 +138,27 @@ pub(crate) async fn route(state: &AppState, req: Request) -> Result<Response, Ap
         (Method::DELETE, ["roles", id]) => {
             node.remove_role(id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (method, ["cluster", rest @ ..]) => {
+            let Some(cluster) = &state.cluster else {
+                return Err(ApiError::BadParameter(
+                    "this node runs in single-node mode; there is no cluster to manage".into(),
+                ));
+            };
+            match (method, rest) {
+                (Method::GET, []) => ok(cluster.status().await?),
+                (Method::POST, ["nodes"]) => {
+                    let request: JoinRequest = parse_json(&read_body(req.into_body()).await?)?;
+                    ok(cluster.join(request).await?)
+                }
+                (Method::DELETE, ["nodes", id]) => {
+                    let id = id
+                        .parse()
+                        .map_err(|_| ApiError::BadParameter("node ids are integers".into()))?;
+                    ok(cluster.remove(id).await?)
+                }
+                _ => Err(ApiError::NoRoute),
+            }
         }
         _ => Err(ApiError::NoRoute),
     }

@@ -28,6 +28,8 @@ pub struct ApiConfig {
 pub struct AppState {
     pub node: Arc<Node>,
     pub config: Arc<ApiConfig>,
+    /// Membership administration, when this node is part of a cluster.
+    pub cluster: Option<Arc<dyn keystead_core::cluster::ClusterAdmin>>,
 }
 
 /// The whole HTTP application.

@@ -119,7 +119,10 @@ impl ClusterAdmin for ClusterNode {
                 .await
                 .map_err(|e| CoreError::Unavailable(format!("adding learner: {e}")))?;
             self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([request.node_id])), false)
+                .change_membership(
+                    ChangeMembers::AddVoterIds(BTreeSet::from([request.node_id])),
+                    false,
+                )
                 .await
                 .map_err(|e| CoreError::Unavailable(format!("promoting to voter: {e}")))?;
             self.status().await

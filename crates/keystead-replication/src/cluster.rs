@@ -78,6 +78,10 @@ impl ClusterNode {
             tracing::info!(node_id = settings.node_id, "initialized a new cluster");
         }
         let log = Arc::new(RaftLog::new(raft.clone(), peers));
-        Ok(Arc::new(ClusterNode { raft, log, settings }))
+        Ok(Arc::new(ClusterNode {
+            raft,
+            log,
+            settings,
+        }))
     }
 }

@@ -3,7 +3,9 @@
 //! cluster's CA and accepts only peers that do.
 
 use crate::types::{NodeInfo, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -35,10 +37,11 @@ impl PeerClient {
     pub fn new(tls: &PeerTls) -> Result<PeerClient, String> {
         let mut identity_pem = tls.cert_pem.clone();
         identity_pem.extend_from_slice(&tls.key_pem);
-        let identity =
-            reqwest::Identity::from_pem(&identity_pem).map_err(|e| format!("node identity: {e}"))?;
+        let identity = reqwest::Identity::from_pem(&identity_pem)
+            .map_err(|e| format!("node identity: {e}"))?;
         zeroize::Zeroize::zeroize(&mut identity_pem);
-        let ca = reqwest::Certificate::from_pem(&tls.ca_pem).map_err(|e| format!("cluster CA: {e}"))?;
+        let ca =
+            reqwest::Certificate::from_pem(&tls.ca_pem).map_err(|e| format!("cluster CA: {e}"))?;
         let http = reqwest::Client::builder()
             .add_root_certificate(ca)
             .identity(identity)
@@ -143,7 +146,11 @@ impl Connection {
             .await
             .map_err(PeerFailure::into_rpc)?;
         answer.map_err(|e| {
-            RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e))
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
         })
     }
 }

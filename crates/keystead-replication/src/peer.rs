@@ -41,7 +41,10 @@ async fn append(
     Json(to_json(raft.append_entries(rpc).await))
 }
 
-async fn vote(State(raft): State<Raft>, Json(rpc): Json<VoteRequest<u64>>) -> Json<serde_json::Value> {
+async fn vote(
+    State(raft): State<Raft>,
+    Json(rpc): Json<VoteRequest<u64>>,
+) -> Json<serde_json::Value> {
     Json(to_json(raft.vote(rpc).await))
 }
 
@@ -67,7 +70,10 @@ pub(crate) async fn propose_local(raft: &Raft, command: Command) -> PeerAnswer<R
     }
 }
 
-async fn propose(State(raft): State<Raft>, Json(command): Json<Command>) -> Json<PeerAnswer<Response>> {
+async fn propose(
+    State(raft): State<Raft>,
+    Json(command): Json<Command>,
+) -> Json<PeerAnswer<Response>> {
     Json(propose_local(&raft, command).await)
 }
 

@@ -37,7 +37,12 @@ impl RaftLog {
 
     /// Runs `local` if this node leads, else asks the leader at `path`; retries while no leader
     /// is known, for at most [`LEADER_WAIT`].
-    async fn via_leader<T, F, Fut>(&self, path: &str, body: &impl serde::Serialize, local: F) -> Result<T, CoreError>
+    async fn via_leader<T, F, Fut>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        local: F,
+    ) -> Result<T, CoreError>
     where
         T: serde::de::DeserializeOwned,
         F: Fn() -> Fut,
@@ -76,7 +81,9 @@ impl CommandLog for RaftLog {
     fn propose(&self, command: Command) -> ProposeFuture<'_> {
         Box::pin(async move {
             let response: Response = self
-                .via_leader("/raft/propose", &command, || propose_local(&self.raft, command.clone()))
+                .via_leader("/raft/propose", &command, || {
+                    propose_local(&self.raft, command.clone())
+                })
                 .await?;
             match response.0 {
                 Some(Ok(applied)) => Ok(applied),

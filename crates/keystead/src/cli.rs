@@ -36,6 +36,66 @@ enum Command {
     /// Manage role assignments.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Create and manage a zone-redundant cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Generate a new cluster offline: shared KEK, cluster CA, node certificates (keys sealed)
+    /// and one config per node (node 1 bootstraps). Then `keystead serve --config` each node
+    /// and `keystead cluster join` nodes 2..N on node 1.
+    Init {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 8441)]
+        api_base_port: u16,
+        #[arg(long, default_value_t = 9441)]
+        cluster_base_port: u16,
+        /// Comma-separated zones, assigned to nodes round-robin.
+        #[arg(long, default_value = "zone-1,zone-2,zone-3")]
+        zones: String,
+        #[arg(long, default_value = "region-1")]
+        region: String,
+        #[arg(long, default_value = "vault.localhost")]
+        base_domain: String,
+    },
+    /// Each node's zone, role, term, applied index and lag.
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Add a running node (learner first, then voter). Send it to the leader.
+    Join {
+        #[arg(long)]
+        node_id: u64,
+        /// The node's cluster address, host:port.
+        #[arg(long)]
+        addr: String,
+        /// The node's client API address, host:port.
+        #[arg(long)]
+        api_addr: String,
+        #[arg(long)]
+        zone: String,
+        #[arg(long, default_value = "")]
+        region: String,
+        /// Accept a layout in which one zone holds a voting majority.
+        #[arg(long)]
+        allow_unsafe_layout: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        node_id: u64,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
 }
 
 #[derive(Args)]
@@ -164,6 +224,62 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Vault(cmd) => vault(cmd).await,
         Command::Principal(cmd) => principal(cmd).await,
         Command::Role(cmd) => role(cmd).await,
+        Command::Cluster(cmd) => cluster(cmd).await,
+    }
+}
+
+async fn cluster(cmd: ClusterCommand) -> Result<(), String> {
+    match cmd {
+        ClusterCommand::Init {
+            nodes,
+            out,
+            host,
+            api_base_port,
+            cluster_base_port,
+            zones,
+            region,
+            base_domain,
+        } => {
+            let plan = crate::cluster_cmd::InitPlan {
+                nodes,
+                out,
+                host,
+                api_base_port,
+                cluster_base_port,
+                zones: zones
+                    .split(',')
+                    .map(|z| z.trim().to_string())
+                    .filter(|z| !z.is_empty())
+                    .collect(),
+                region,
+                base_domain,
+            };
+            print(crate::cluster_cmd::init(&plan)?)
+        }
+        ClusterCommand::Status { target } => {
+            print(AdminClient::new(&target)?.get("/admin/cluster").await?)
+        }
+        ClusterCommand::Join {
+            node_id,
+            addr,
+            api_addr,
+            zone,
+            region,
+            allow_unsafe_layout,
+            target,
+        } => {
+            let body = json!({"node_id": node_id, "addr": addr, "api_addr": api_addr, "zone": zone, "region": region, "allow_unsafe_layout": allow_unsafe_layout});
+            print(
+                AdminClient::new(&target)?
+                    .post("/admin/cluster/nodes", body)
+                    .await?,
+            )
+        }
+        ClusterCommand::Remove { node_id, target } => print(
+            AdminClient::new(&target)?
+                .delete(&format!("/admin/cluster/nodes/{node_id}"))
+                .await?,
+        ),
     }
 }
 

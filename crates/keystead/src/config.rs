@@ -11,7 +11,20 @@
 //! [kek]                                     # exactly one of:
 //! file = "/etc/keystead/kek"                #   base64 of 32 bytes (created if missing)
 //! env = "KEYSTEAD_KEK"                      #   base64 of 32 bytes in this variable
+//! [cluster]                                 # optional: run as one node of a Raft cluster
+//! node_id = 1
+//! listen = "10.0.0.1:9441"                  # node-to-node listener (mutual TLS)
+//! advertise = "10.0.0.1:9441"               # default: listen
+//! api_advertise = "10.0.0.1:8443"           # default: the top-level listen
+//! zone = "zone-1"
+//! region = "region-1"
+//! ca = "/etc/keystead/cluster-ca.pem"       # peers must present certificates from this CA
+//! bootstrap = true                          # only on the first node: initialize the cluster
 //! ```
+//!
+//! In cluster mode `[tls]` is required: the same certificate (issued by the cluster CA, see
+//! `keystead cluster init`) serves clients and authenticates the node to its peers. The key
+//! file may be PEM or sealed under the KEK.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -27,6 +40,36 @@ pub struct ServeConfig {
     pub authority_url: Option<String>,
     pub tls: Option<TlsConfig>,
     pub kek: KekConfig,
+    pub cluster: Option<ClusterConfig>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub api_advertise: Option<String>,
+    pub zone: String,
+    #[serde(default)]
+    pub region: String,
+    pub ca: PathBuf,
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// Raft heartbeat, ms. Elections start after 4-8 missed heartbeats by default, which stays
+    /// stable on a loaded 2-core machine while keeping failover around a second.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    #[serde(default = "default_election_timeout_ms")]
+    pub election_timeout_ms: [u64; 2],
+}
+
+fn default_heartbeat_ms() -> u64 {
+    150
+}
+
+fn default_election_timeout_ms() -> [u64; 2] {
+    [600, 1200]
 }
 
 #[derive(Deserialize, Debug)]

@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod cli;
+mod cluster_cmd;
 mod config;
 mod dev;
 mod files;

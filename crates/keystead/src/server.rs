@@ -1,12 +1,16 @@
 //! Starting a node and serving it over HTTPS: opens the store, writes the admin credential on
 //! first start, runs the retention timer and the listener until SIGINT/SIGTERM.
 
-use crate::config::ServeConfig;
+use crate::config::{ClusterConfig, ServeConfig};
 use crate::files::write_atomic;
 use crate::tls::{self, TlsMaterial};
 use keystead_api::{ApiConfig, AppState};
+use keystead_core::cluster::ClusterAdmin;
 use keystead_core::{Bootstrap, Node, NodeConfig, SystemClock};
 use keystead_crypto::Kek;
+use keystead_replication::types::NodeInfo;
+use keystead_replication::{ClusterNode, ClusterSettings, PeerTls};
+use keystead_store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +58,7 @@ pub fn absolute(path: &Path) -> PathBuf {
 /// Serves `node` until a shutdown signal. `on_listening` runs once the socket is bound.
 pub async fn run(
     node: Arc<Node>,
+    cluster: Option<Arc<dyn ClusterAdmin>>,
     listener: Listener,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
@@ -69,6 +74,7 @@ pub async fn run(
             base_domain: listener.base_domain.clone(),
             authority_url: listener.authority_url.clone(),
         }),
+        cluster,
     };
     let app = keystead_api::app(state);
     let handle = axum_server::Handle::new();
@@ -131,28 +137,116 @@ async fn wait_for_signal() {
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let kek = config.kek.load()?;
     let tls = match &config.tls {
-        Some(files) => tls::load_files(&files.cert, &files.key)?,
+        Some(files) => tls::load_files(&files.cert, &files.key, &kek)?,
+        None if config.cluster.is_some() => {
+            return Err("[cluster] needs [tls] with a certificate from the cluster CA (see `keystead cluster init`)".into())
+        }
         None => tls::load_or_create(&config.data_dir, &kek, &config.base_domain)?,
     };
-    let (node, bootstrap) = open_node(&config.data_dir, kek).await?;
+    let (node, bootstrap, cluster) = match &config.cluster {
+        None => {
+            let (node, bootstrap) = open_node(&config.data_dir, kek).await?;
+            (node, bootstrap, None)
+        }
+        Some(cluster) => open_cluster_node(&config, cluster, kek, &tls).await?,
+    };
     let endpoint = config
         .authority_url
         .clone()
         .unwrap_or_else(|| format!("https://localhost:{}", config.listen.port()));
-    write_admin_file(
-        &config.data_dir,
-        &bootstrap,
-        &endpoint,
-        tls.ca_cert_path.as_ref(),
-    )?;
+    let ca_cert = tls
+        .ca_cert_path
+        .clone()
+        .or_else(|| config.cluster.as_ref().map(|c| c.ca.clone()));
+    write_admin_file(&config.data_dir, &bootstrap, &endpoint, ca_cert.as_ref())?;
     let listener = Listener {
         listen: config.listen,
         base_domain: config.base_domain.clone(),
         authority_url: config.authority_url.clone(),
         tls,
     };
-    run(node, listener, |addr| {
+    run(node, cluster, listener, |addr| {
         tracing::info!(%addr, "keystead serving");
     })
     .await
+}
+
+/// Starts this node's Raft member, waits until the deployment exists in the replicated state
+/// (the bootstrap node creates it; others receive it once joined), then opens the node over the
+/// replicated log.
+async fn open_cluster_node(
+    config: &ServeConfig,
+    cluster: &ClusterConfig,
+    kek: Kek,
+    tls: &TlsMaterial,
+) -> Result<(Arc<Node>, Bootstrap, Option<Arc<dyn ClusterAdmin>>), String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
+    let store = Arc::new(
+        Store::open(&config.data_dir.join("keystead.redb"))
+            .map_err(|e| format!("opening the store: {e}"))?,
+    );
+    let ca_pem =
+        std::fs::read(&cluster.ca).map_err(|e| format!("reading {}: {e}", cluster.ca.display()))?;
+    let peer_tls = PeerTls {
+        ca_pem,
+        cert_pem: tls.cert_pem.clone().into_bytes(),
+        key_pem: zeroize::Zeroizing::new(tls.key_pem.as_bytes().to_vec()),
+    };
+    let settings = ClusterSettings {
+        node_id: cluster.node_id,
+        listen: cluster.listen,
+        info: NodeInfo {
+            addr: cluster
+                .advertise
+                .clone()
+                .unwrap_or_else(|| cluster.listen.to_string()),
+            api_addr: cluster
+                .api_advertise
+                .clone()
+                .unwrap_or_else(|| config.listen.to_string()),
+            zone: cluster.zone.clone(),
+            region: cluster.region.clone(),
+        },
+        bootstrap: cluster.bootstrap,
+        heartbeat_ms: cluster.heartbeat_ms,
+        election_timeout_ms: (
+            cluster.election_timeout_ms[0],
+            cluster.election_timeout_ms[1],
+        ),
+    };
+    let member = ClusterNode::start(settings, store.clone(), peer_tls).await?;
+    if !cluster.bootstrap {
+        let mut waited = 0u64;
+        while store
+            .read()
+            .and_then(|r| r.deployment())
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            if waited % 50 == 0 {
+                tracing::info!(
+                    node_id = cluster.node_id,
+                    "waiting to be joined to the cluster (keystead cluster join on the leader)"
+                );
+            }
+            waited += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let clock = Arc::new(SystemClock::default());
+    let (node, bootstrap) = Node::open(
+        NodeConfig::new(config.data_dir.clone()),
+        store,
+        member.log.clone(),
+        kek,
+        clock,
+    )
+    .await
+    .map_err(|e| format!("opening the node: {e}"))?;
+    Ok((
+        Arc::new(node),
+        bootstrap,
+        Some(member as Arc<dyn ClusterAdmin>),
+    ))
 }

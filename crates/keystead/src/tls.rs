@@ -76,13 +76,28 @@ pub fn load_or_create(
     })
 }
 
-/// Operator-supplied certificate chain and key.
-pub fn load_files(cert: &Path, key: &Path) -> Result<TlsMaterial, String> {
-    let read =
-        |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
+/// Operator-supplied certificate chain and key. The key file may be PEM, or sealed under the
+/// KEK (as `keystead cluster init` writes it) so no plaintext private key sits on disk.
+pub fn load_files(cert: &Path, key: &Path, kek: &Kek) -> Result<TlsMaterial, String> {
+    let cert_pem =
+        std::fs::read_to_string(cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
+    let raw =
+        Zeroizing::new(std::fs::read(key).map_err(|e| format!("reading {}: {e}", key.display()))?);
+    let key_pem = if raw.starts_with(b"-----BEGIN") {
+        let text =
+            std::str::from_utf8(&raw).map_err(|_| format!("{} is not PEM", key.display()))?;
+        Zeroizing::new(text.to_string())
+    } else {
+        open_file(kek, SERVER_KEY_AAD, key)?
+    };
     Ok(TlsMaterial {
-        cert_pem: read(cert)?,
-        key_pem: Zeroizing::new(read(key)?),
+        cert_pem,
+        key_pem,
         ca_cert_path: None,
     })
+}
+
+/// Seals a private key PEM for [`load_files`].
+pub fn seal_key_file(kek: &Kek, key_pem: &str, path: &Path) -> Result<(), String> {
+    seal_to_file(kek, SERVER_KEY_AAD, key_pem, path)
 }

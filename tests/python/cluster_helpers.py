@@ -1,0 +1,174 @@
+"""A zone-redundant Keystead cluster of real processes on loopback, for the cluster tests.
+
+`keystead cluster init` generates the KEK, the cluster CA, node certificates and configs;
+each node is a `keystead serve --config` process that the tests start, kill -9 and restart.
+"""
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import requests
+
+from keystead_helpers import free_port, make_session
+
+HTTP_TIMEOUT_S = 10
+
+
+class Node:
+    def __init__(self, binary: str, node_id: int, config: Path, api_port: int, cluster_port: int, zone: str):
+        self.binary = binary
+        self.node_id = node_id
+        self.config = config
+        self.api_port = api_port
+        self.cluster_port = cluster_port
+        self.zone = zone
+        self.proc: Optional[subprocess.Popen] = None
+        self.log = config.parent / f"node-{node_id}.log"
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        with open(self.log, "ab") as log:
+            log.write(f"\n===== start node {self.node_id} =====\n".encode())
+            self.proc = subprocess.Popen([self.binary, "serve", "--config", str(self.config)],
+                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def vault_url(self, vault: str) -> str:
+        return f"https://{vault}.vault.localhost:{self.api_port}"
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Cluster:
+    def __init__(self, binary: str, base: Path, size: int = 3):
+        self.binary = binary
+        self.base = base
+        api_ports = [free_port() for _ in range(size)]
+        cluster_ports = [free_port() for _ in range(size)]
+        # Ports are assigned by `cluster init` as base+i; pick bases with free ranges by
+        # rewriting the generated configs with the free ports found above.
+        out = subprocess.run([binary, "cluster", "init", "--nodes", str(size), "--out", str(base),
+                              "--zones", "zone-a,zone-b,zone-c"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        plan = json.loads(out.stdout)
+        self.ca = plan["ca"]
+        self.nodes: List[Node] = []
+        for i, entry in enumerate(plan["nodes"]):
+            config = Path(entry["config"])
+            text = config.read_text()
+            text = text.replace(entry["api"], f"127.0.0.1:{api_ports[i]}")
+            text = text.replace(entry["cluster"], f"127.0.0.1:{cluster_ports[i]}")
+            config.write_text(text)
+            self.nodes.append(Node(binary, entry["node_id"], config, api_ports[i], cluster_ports[i], entry["zone"]))
+        self.admin_file = base / "node-1" / "data" / "admin.json"
+
+    # --------------------------------------------------------------- lifecycle
+    def start_all(self) -> None:
+        for node in self.nodes:
+            node.start()
+        self.wait_ready(self.nodes[0])
+        for node in self.nodes[1:]:
+            self.admin("cluster", "join", "--node-id", str(node.node_id),
+                       "--addr", f"127.0.0.1:{node.cluster_port}", "--api-addr", f"127.0.0.1:{node.api_port}",
+                       "--zone", node.zone, via=self.nodes[0])
+        for node in self.nodes:
+            self.wait_ready(node)
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def wait_ready(self, node: Node, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        session = make_session(self.ca)
+        while time.monotonic() < deadline:
+            if not node.alive:
+                raise AssertionError(f"node {node.node_id} exited:\n{node.tail()}")
+            try:
+                if session.get(f"https://localhost:{node.api_port}/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"node {node.node_id} not ready:\n{node.tail()}")
+
+    # ------------------------------------------------------------------- admin
+    def admin_credentials(self) -> dict:
+        return json.loads(self.admin_file.read_text())
+
+    def admin(self, *args: str, via: Optional[Node] = None):
+        node = via or self.any_alive()
+        creds = self.admin_credentials()
+        cmd = [self.binary, *args, "--endpoint", f"https://localhost:{node.api_port}",
+               "--token", creds["token"], "--ca-cert", self.ca]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, f"{args}: {out.stderr}"
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    def status(self, node: Node) -> dict:
+        return self.admin("cluster", "status", via=node)
+
+    def leader(self, timeout: float = 30) -> Node:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if not node.alive:
+                    continue
+                try:
+                    status = self.status(node)
+                except AssertionError:
+                    continue
+                leader = status.get("leader")
+                for candidate in self.nodes:
+                    if candidate.node_id == leader and candidate.alive:
+                        return candidate
+            time.sleep(0.2)
+        raise AssertionError("no leader elected")
+
+    def any_alive(self) -> Node:
+        for node in self.nodes:
+            if node.alive:
+                return node
+        raise AssertionError("no node alive")
+
+    # ------------------------------------------------------------ data plane
+    def setup_vault(self, vault: str = "demo") -> Dict[str, str]:
+        self.admin("vault", "create", vault)
+        principal = self.admin("principal", "create", "cluster-test")
+        self.admin("role", "assign", "--principal", principal["client_id"], "--role",
+                   "Key Vault Administrator", "--vault", vault)
+        return principal
+
+    def token(self, node: Node, principal: dict) -> str:
+        session = make_session(self.ca)
+        r = session.post(f"https://localhost:{node.api_port}/{principal['tenant_id']}/oauth2/v2.0/token",
+                         data={"grant_type": "client_credentials", "client_id": principal["client_id"],
+                               "client_secret": principal["client_secret"],
+                               "scope": f"https://vault.localhost:{node.api_port}/.default"},
+                         timeout=HTTP_TIMEOUT_S)
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
