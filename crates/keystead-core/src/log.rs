@@ -136,7 +136,8 @@ fn run_writer(store: &Store, requests: &mpsc::Receiver<Request>) {
                 }
             }
             Ok(Err(e)) => {
-                // Nothing of this batch was committed: every caller in it gets the error.
+                // The batch did not commit, or its commit failed and its durability is unknown:
+                // no caller in it may be told its write is durable, so every one gets the error.
                 let message = format!("committing the log: {e}");
                 for reply in replies {
                     let _ = reply.send(Err(CoreError::Internal(message.clone())));

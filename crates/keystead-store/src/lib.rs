@@ -62,7 +62,9 @@ impl Store {
     /// in ONE write transaction with ONE fsync, so concurrent writers share the cost of the
     /// commit. Each command gets its own outcome: a refusal changes nothing (apply decides
     /// refusals before writing), so it cannot affect the commands around it. A storage error
-    /// aborts the whole transaction: none of the commands is then logged or applied.
+    /// before the commit aborts the whole transaction: none of the commands is then logged or
+    /// applied. If the commit itself fails, the outcome of the whole batch is unknown, as for a
+    /// single command.
     pub fn append_and_apply_batch(
         &self,
         commands: &[Command],
