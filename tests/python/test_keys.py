@@ -121,6 +121,17 @@ def test_create_oct_never_returns_k(keys, size):
     assert key.key.k is None
 
 
+def test_create_rsa_custom_public_exponent(keys, server, cred):
+    name = kname()
+    key = keys.create_rsa_key(name, public_exponent=3)
+    assert key.key.e == b"\x03"
+    digest = hashlib.sha256(b"e=3").digest()
+    sig = crypto(server, cred, key).sign(SignatureAlgorithm.ps256, digest).signature
+    public_rsa(key.key).verify(sig, digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32),
+                               utils.Prehashed(hashes.SHA256()))
+    assert keys.rotate_key(name).key.e == b"\x03"
+
+
 def test_hsm_types_accepted_but_reported_as_software(keys, raw):
     name = kname()
     key = keys.create_rsa_key(name, hardware_protected=True)
@@ -142,7 +153,7 @@ def test_create_bad_parameters(raw):
     assert_kv_error(raw.post(f"/keys/{name}/create", json={"kty": "oct", "key_size": 512}), 400,
                     "BadParameter")
     assert_kv_error(raw.post(f"/keys/{name}/create",
-                             json={"kty": "RSA", "public_exponent": 3}), 400, "BadParameter")
+                             json={"kty": "RSA", "public_exponent": 4}), 400, "BadParameter")
     assert_kv_error(raw.post(f"/keys/{name}/create", json={"kty": "RSA", "key_ops": ["fly"]}), 400,
                     "BadParameter")
     assert_kv_error(raw.post(f"/keys/{name}/create", json={}), 400, "BadParameter")

@@ -267,7 +267,7 @@ fn bad(message: &str) -> CoreError {
 /// Generates key material for `spec` on a blocking thread, at most two at a time.
 async fn generate(spec: &KeySpec) -> Result<(NewKey, PublicKey), CoreError> {
     enum Plan {
-        Rsa(u32),
+        Rsa(u32, u32),
         Ec(Curve),
         Oct(u32),
     }
@@ -276,16 +276,17 @@ async fn generate(spec: &KeySpec) -> Result<(NewKey, PublicKey), CoreError> {
             if spec.curve.is_some() {
                 return Err(bad("crv is only valid for EC keys."));
             }
-            if !matches!(spec.public_exponent, None | Some(65537)) {
+            let exponent = spec.public_exponent.unwrap_or(65537);
+            if exponent < 3 || exponent & 1 == 0 || exponent > i32::MAX as u32 {
                 return Err(bad(
-                    "Only the public exponent 65537 is supported for RSA key generation.",
+                    "public_exponent must be an odd number of at least 3 (65537 is the default).",
                 ));
             }
             let bits = spec.key_size.unwrap_or(2048);
             if !matches!(bits, 2048 | 3072 | 4096) {
                 return Err(bad("RSA key_size must be 2048, 3072 or 4096."));
             }
-            Plan::Rsa(bits)
+            Plan::Rsa(bits, exponent)
         }
         KeyType::Ec => {
             let curve = match (spec.curve, spec.key_size) {
@@ -316,8 +317,8 @@ async fn generate(spec: &KeySpec) -> Result<(NewKey, PublicKey), CoreError> {
         .map_err(|e| CoreError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || -> Result<(NewKey, PublicKey), CryptoError> {
         Ok(match plan {
-            Plan::Rsa(bits) => {
-                let key = kc::generate_rsa(bits)?;
+            Plan::Rsa(bits, exponent) => {
+                let key = kc::generate_rsa_with_exponent(bits, exponent)?;
                 let public = to_model_public(&key.public, None, 0)?;
                 (key, public)
             }
@@ -535,11 +536,13 @@ impl Node {
             return Err(CoreError::Internal("the key version holds no key".into()));
         };
         let spec = match &key.public {
-            PublicKey::Rsa { .. } => KeySpec {
+            PublicKey::Rsa { e, .. } => KeySpec {
                 kty: KeyType::Rsa,
                 hsm: key.hsm_requested,
                 key_size: Some(rsa_generation_size(key.public.bits())),
-                public_exponent: None,
+                // Same exponent as the current version (odd imported exponents above 32 bits
+                // fall back to the default).
+                public_exponent: exponent_u32(e),
                 curve: None,
             },
             PublicKey::Ec { crv, .. } => KeySpec {
@@ -756,6 +759,12 @@ impl Node {
         }
         Ok(kc::random(count as usize)?)
     }
+}
+
+fn exponent_u32(e: &[u8]) -> Option<u32> {
+    let start = e.iter().position(|b| *b != 0)?;
+    let e = &e[start..];
+    (e.len() <= 4).then(|| e.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
 }
 
 /// RSA key sizes generation supports, rounding an imported odd size up.

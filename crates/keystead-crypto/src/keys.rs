@@ -97,6 +97,27 @@ pub fn generate_rsa(bits: u32) -> Result<NewKey, CryptoError> {
     rsa_new_key(&pair)
 }
 
+/// Generates an RSA key with a public exponent other than 65537 (odd, at least 3).
+pub fn generate_rsa_with_exponent(bits: u32, exponent: u32) -> Result<NewKey, CryptoError> {
+    if !matches!(bits, 2048 | 3072 | 4096) {
+        return Err(CryptoError::InvalidKey);
+    }
+    if exponent == 65537 {
+        return generate_rsa(bits);
+    }
+    let g = crate::rsa_crt::generate_with_exponent(bits, exponent)?;
+    import_rsa(&RsaComponents {
+        n: &g.n,
+        e: &g.e,
+        d: &g.d,
+        p: &g.crt.p,
+        q: &g.crt.q,
+        dp: &g.crt.dp,
+        dq: &g.crt.dq,
+        qi: &g.crt.qi,
+    })
+}
+
 fn rsa_new_key(pair: &RsaKeyPair) -> Result<NewKey, CryptoError> {
     let der = pair
         .as_der()
@@ -791,6 +812,20 @@ mod tests {
         let (_, _, rest) = read(rest); // e
         let (_, d, _) = read(rest); // d
         d.to_vec()
+    }
+
+    #[test]
+    fn rsa_custom_exponent() {
+        let key = generate_rsa_with_exponent(2048, 3).unwrap();
+        let PublicParts::Rsa { n, e } = &key.public else {
+            panic!()
+        };
+        assert_eq!(e, &vec![3]);
+        assert_eq!(n.len(), 256);
+        let d = sha(Hash::Sha256, b"e=3");
+        let sig = rsa_sign_digest(&key.private, RsaScheme::Pss, Hash::Sha256, &d).unwrap();
+        assert!(rsa_verify_digest(n, e, RsaScheme::Pss, Hash::Sha256, &d, &sig).unwrap());
+        assert!(generate_rsa_with_exponent(2048, 4).is_err());
     }
 
     #[test]

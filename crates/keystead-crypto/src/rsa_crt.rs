@@ -1,7 +1,10 @@
-//! Recovering the RSA prime factors and CRT parameters from `(n, e, d)`, for JWK imports that
-//! carry only the private exponent. aws-lc-rs builds private keys only from complete CRT
-//! components and exposes no big-number arithmetic, so this uses aws-lc's own BIGNUM functions
-//! through `aws-lc-sys` (the library aws-lc-rs wraps; no second crypto implementation).
+//! RSA big-number work aws-lc-rs does not expose, done with aws-lc's own BIGNUM/RSA functions
+//! through `aws-lc-sys` (the library aws-lc-rs wraps; no second crypto implementation):
+//!
+//! - recovering the prime factors and CRT parameters from `(n, e, d)`, for JWK imports that
+//!   carry only the private exponent (aws-lc-rs builds private keys only from complete CRT
+//!   components);
+//! - generating a key with a public exponent other than 65537 (aws-lc-rs always uses 65537).
 //!
 //! The method is the standard one (NIST SP 800-56B rev. 2, appendix C.2): with `k = d·e − 1 =
 //! 2^t·r`, a random-looking base `g` gives a non-trivial square root of 1 modulo `n` with
@@ -12,7 +15,8 @@ use crate::CryptoError;
 use aws_lc_sys::{
     BN_CTX_free, BN_CTX_new, BN_bin2bn, BN_bn2bin, BN_clear_free, BN_cmp, BN_copy, BN_div, BN_gcd,
     BN_is_odd, BN_is_one, BN_is_zero, BN_mod_exp, BN_mod_inverse, BN_mod_mul, BN_mul, BN_new,
-    BN_nnmod, BN_num_bytes, BN_rshift1, BN_set_word, BN_sub_word, BIGNUM, BN_CTX,
+    BN_nnmod, BN_num_bytes, BN_rshift1, BN_set_word, BN_sub_word, RSA_free, RSA_generate_key_ex,
+    RSA_get0_crt_params, RSA_get0_factors, RSA_get0_key, RSA_new, BIGNUM, BN_CTX,
 };
 use zeroize::Zeroizing;
 
@@ -109,6 +113,76 @@ fn check(status: std::os::raw::c_int) -> Result<(), CryptoError> {
     } else {
         Err(CryptoError::InvalidKey)
     }
+}
+
+/// Every component of a generated RSA key, big-endian.
+pub(crate) struct Generated {
+    pub n: Zeroizing<Vec<u8>>,
+    pub e: Zeroizing<Vec<u8>>,
+    pub d: Zeroizing<Vec<u8>>,
+    pub crt: Crt,
+}
+
+/// Big-endian bytes of a BIGNUM owned by someone else (null → error).
+fn borrowed_be(bn: *const BIGNUM) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if bn.is_null() {
+        return Err(CryptoError::Internal("missing RSA component"));
+    }
+    // SAFETY: `bn` is a live BIGNUM owned by an RSA object the caller keeps alive.
+    let len = unsafe { BN_num_bytes(bn) } as usize;
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    // SAFETY: as above; the buffer holds `len` bytes.
+    let written = unsafe { BN_bn2bin(bn, out.as_mut_ptr()) };
+    out.truncate(written);
+    Ok(out)
+}
+
+/// Generates a `bits`-bit RSA key with public exponent `e` (odd, > 1).
+pub(crate) fn generate_with_exponent(bits: u32, e: u32) -> Result<Generated, CryptoError> {
+    if e < 3 || e & 1 == 0 {
+        return Err(CryptoError::InvalidInput(
+            "the public exponent must be odd and at least 3",
+        ));
+    }
+    struct Rsa(*mut aws_lc_sys::RSA);
+    impl Drop for Rsa {
+        fn drop(&mut self) {
+            // SAFETY: from RSA_new, freed once (RSA_free clears private components).
+            unsafe { RSA_free(self.0) }
+        }
+    }
+    // SAFETY: RSA_new has no preconditions; a null result is handled.
+    let rsa = Rsa(unsafe { RSA_new() });
+    if rsa.0.is_null() {
+        return Err(CryptoError::Internal("RSA_new"));
+    }
+    let exponent = Bn::word(u64::from(e))?;
+    let bits = std::os::raw::c_int::try_from(bits).map_err(|_| CryptoError::InvalidKey)?;
+    // SAFETY: live RSA and BIGNUM; no progress callback.
+    if unsafe { RSA_generate_key_ex(rsa.0, bits, exponent.0, std::ptr::null_mut()) } != 1 {
+        return Err(CryptoError::Internal("RSA generation"));
+    }
+    let (mut n, mut e, mut d) = (std::ptr::null(), std::ptr::null(), std::ptr::null());
+    let (mut p, mut q) = (std::ptr::null(), std::ptr::null());
+    let (mut dp, mut dq, mut qi) = (std::ptr::null(), std::ptr::null(), std::ptr::null());
+    // SAFETY: `rsa.0` is live; the getters only write borrowed pointers.
+    unsafe {
+        RSA_get0_key(rsa.0, &mut n, &mut e, &mut d);
+        RSA_get0_factors(rsa.0, &mut p, &mut q);
+        RSA_get0_crt_params(rsa.0, &mut dp, &mut dq, &mut qi);
+    }
+    Ok(Generated {
+        n: borrowed_be(n)?,
+        e: borrowed_be(e)?,
+        d: borrowed_be(d)?,
+        crt: Crt {
+            p: borrowed_be(p)?,
+            q: borrowed_be(q)?,
+            dp: borrowed_be(dp)?,
+            dq: borrowed_be(dq)?,
+            qi: borrowed_be(qi)?,
+        },
+    })
 }
 
 /// The CRT components recovered from `(n, e, d)`, big-endian.
