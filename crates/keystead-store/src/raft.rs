@@ -22,13 +22,14 @@ const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
 /// State tables that make up a snapshot (everything but the logs).
-const STATE_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
+const STATE_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
     tables::META,
     tables::VAULTS,
     tables::OBJECTS,
     tables::VERSIONS,
     tables::PRINCIPALS,
     tables::ROLES,
+    tables::ROTATION_POLICIES,
 ];
 
 #[derive(Serialize, Deserialize)]
