@@ -63,11 +63,14 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, binary: str, base: Path, size: int = 3):
+    def __init__(self, binary: str, base: Path, size: int = 3, proxies: bool = False):
         self.binary = binary
         self.base = base
         api_ports = [free_port() for _ in range(size)]
         cluster_ports = [free_port() for _ in range(size)]
+        # With proxies, peers reach node i through a fault proxy and send from 127.0.1.<i>.
+        proxy_ports = [free_port() for _ in range(size)] if proxies else cluster_ports
+        self.proxies = []
         # Ports are assigned by `cluster init` as base+i; pick bases with free ranges by
         # rewriting the generated configs with the free ports found above.
         out = subprocess.run([binary, "cluster", "init", "--nodes", str(size), "--out", str(base),
@@ -82,8 +85,17 @@ class Cluster:
             text = config.read_text()
             text = text.replace(entry["api"], f"127.0.0.1:{api_ports[i]}")
             text = text.replace(entry["cluster"], f"127.0.0.1:{cluster_ports[i]}")
+            if proxies:
+                # [cluster] is the last section of a generated config.
+                text += f'advertise = "127.0.0.1:{proxy_ports[i]}"\nsource_ip = "127.0.1.{entry["node_id"]}"\n'
             config.write_text(text)
-            self.nodes.append(Node(binary, entry["node_id"], config, api_ports[i], cluster_ports[i], entry["zone"]))
+            node = Node(binary, entry["node_id"], config, api_ports[i], cluster_ports[i], entry["zone"])
+            node.peer_port = proxy_ports[i]
+            self.nodes.append(node)
+        if proxies:
+            from fault_proxy import FaultProxy
+            sources = {f"127.0.1.{n.node_id}": n.node_id for n in self.nodes}
+            self.proxies = [FaultProxy(n.peer_port, n.cluster_port, sources) for n in self.nodes]
         self.admin_file = base / "node-1" / "data" / "admin.json"
 
     # --------------------------------------------------------------- lifecycle
@@ -93,7 +105,7 @@ class Cluster:
         self.wait_ready(self.nodes[0])
         for node in self.nodes[1:]:
             self.admin("cluster", "join", "--node-id", str(node.node_id),
-                       "--addr", f"127.0.0.1:{node.cluster_port}", "--api-addr", f"127.0.0.1:{node.api_port}",
+                       "--addr", f"127.0.0.1:{node.peer_port}", "--api-addr", f"127.0.0.1:{node.api_port}",
                        "--zone", node.zone, via=self.nodes[0])
         for node in self.nodes:
             self.wait_ready(node)
@@ -101,6 +113,18 @@ class Cluster:
     def stop_all(self) -> None:
         for node in self.nodes:
             node.stop()
+        for proxy in self.proxies:
+            proxy.close()
+
+    def isolate(self, victim: Node) -> None:
+        """Cut every link between `victim` and the other nodes (both directions)."""
+        others = {n.node_id for n in self.nodes if n is not victim}
+        for node, proxy in zip(self.nodes, self.proxies):
+            proxy.block(others if node is victim else {victim.node_id})
+
+    def heal(self) -> None:
+        for proxy in self.proxies:
+            proxy.heal()
 
     def wait_ready(self, node: Node, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -21,6 +21,8 @@ pub struct ClusterSettings {
     pub bootstrap: bool,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// Local address for outgoing peer connections (default: chosen by the OS).
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 pub struct ClusterNode {
@@ -46,7 +48,7 @@ impl ClusterNode {
         }
         .validate()
         .map_err(|e| format!("raft config: {e}"))?;
-        let peers = PeerClient::new(&tls)?;
+        let peers = PeerClient::new(&tls, settings.source_ip)?;
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),

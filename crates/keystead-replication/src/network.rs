@@ -34,7 +34,9 @@ pub struct PeerClient {
 pub struct TransportError(String);
 
 impl PeerClient {
-    pub fn new(tls: &PeerTls) -> Result<PeerClient, String> {
+    /// `source` binds outgoing connections to one local address (multi-homed hosts; the
+    /// partition tests give every node its own loopback address this way).
+    pub fn new(tls: &PeerTls, source: Option<std::net::IpAddr>) -> Result<PeerClient, String> {
         let mut identity_pem = tls.cert_pem.clone();
         identity_pem.extend_from_slice(&tls.key_pem);
         let identity = reqwest::Identity::from_pem(&identity_pem)
@@ -46,6 +48,7 @@ impl PeerClient {
             .add_root_certificate(ca)
             .identity(identity)
             .connect_timeout(Duration::from_millis(500))
+            .local_address(source)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("peer client: {e}"))?;

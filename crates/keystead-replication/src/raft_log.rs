@@ -52,10 +52,14 @@ impl RaftLog {
         let mut last_error = String::from("no leader");
         loop {
             let mut hint = None;
-            match local().await {
-                PeerAnswer::Done(value) => return Ok(value),
-                PeerAnswer::NotLeader(leader) => hint = leader,
-                PeerAnswer::Failed(e) => last_error = e,
+            // A leader cut off from its quorum never commits: bound the wait, and answer with
+            // an unknown outcome (503) rather than hang.
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(remaining, local()).await {
+                Ok(PeerAnswer::Done(value)) => return Ok(value),
+                Ok(PeerAnswer::NotLeader(leader)) => hint = leader,
+                Ok(PeerAnswer::Failed(e)) => last_error = e,
+                Err(_) => return Err(CoreError::Unavailable("no quorum reachable".into())),
             }
             if let Some(leader) = hint.or_else(|| self.current_leader()) {
                 match self

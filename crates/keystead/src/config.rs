@@ -62,6 +62,8 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     #[serde(default = "default_election_timeout_ms")]
     pub election_timeout_ms: [u64; 2],
+    /// Local address for outgoing connections to peers (multi-homed hosts).
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 fn default_heartbeat_ms() -> u64 {

@@ -214,6 +214,7 @@ async fn open_cluster_node(
             cluster.election_timeout_ms[0],
             cluster.election_timeout_ms[1],
         ),
+        source_ip: cluster.source_ip,
     };
     let member = ClusterNode::start(settings, store.clone(), peer_tls).await?;
     if !cluster.bootstrap {

@@ -1,0 +1,125 @@
+"""Partitions, black box: the leader of a 3-zone cluster is cut from both other nodes by fault
+proxies on the node-to-node links (clients still reach every node). The isolated old leader must
+commit nothing; the majority elects a leader and carries on; after healing the old leader steps
+down and converges. Every operation's invoke/complete time and result is recorded and the
+history is checked with a WGL linearizability checker: zero violations.
+"""
+import math
+import random
+import threading
+import time
+
+import pytest
+
+from cluster_helpers import Cluster
+from keystead_helpers import make_session, wait_until
+from linearizability import Op, check
+
+API = "7.6"
+KEYS = ["k1", "k2"]
+
+
+@pytest.fixture
+def cluster(keystead_bin, tmp_path):
+    c = Cluster(keystead_bin, tmp_path / "cluster", proxies=True)
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop_all()
+
+
+class Recorder:
+    def __init__(self, cluster, principal):
+        self.cluster = cluster
+        self.tokens = {n.node_id: cluster.token(n, principal) for n in cluster.nodes}
+        self.history = []        # (node_id, Op)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def client(self, cid: int, node) -> None:
+        rng = random.Random(cid)
+        session = make_session(self.cluster.ca)
+        headers = {"Authorization": f"Bearer {self.tokens[node.node_id]}"}
+        base = node.vault_url("demo")
+        for i in range(5_000):                   # bounded; the stop event ends it earlier
+            if self.stop.is_set():
+                return
+            key = rng.choice(KEYS)
+            call = time.monotonic()
+            if rng.random() < 0.5:
+                value = f"c{cid}-{i}"
+                try:
+                    r = session.put(f"{base}/secrets/{key}", params={"api-version": API},
+                                    json={"value": value}, headers=headers, timeout=8)
+                    ok = r.status_code == 200
+                except Exception:
+                    ok = False
+                    session = make_session(self.cluster.ca)
+                op = Op(cid, key, "w", value, call, time.monotonic() if ok else math.inf, ok)
+            else:
+                try:
+                    r = session.get(f"{base}/secrets/{key}/", params={"api-version": API},
+                                    headers=headers, timeout=8)
+                    ok = r.status_code in (200, 404)
+                    value = r.json().get("value") if r.status_code == 200 else None
+                except Exception:
+                    ok, value = False, None
+                    session = make_session(self.cluster.ca)
+                op = Op(cid, key, "r", value, call, time.monotonic(), ok)
+            with self.lock:
+                self.history.append((node.node_id, op))
+            time.sleep(0.02)
+
+
+def test_isolated_leader_commits_nothing_and_history_is_linearizable(cluster):
+    principal = cluster.setup_vault()
+    rec = Recorder(cluster, principal)
+    threads = [threading.Thread(target=rec.client, args=(i, node), daemon=True)
+               for i, node in enumerate(cluster.nodes + cluster.nodes[:2])]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        old = cluster.leader()
+        majority = [n for n in cluster.nodes if n is not old]
+        cluster.isolate(old)
+        cut_at = time.monotonic()
+
+        def majority_leader():
+            try:
+                leader = cluster.status(majority[0]).get("leader")
+            except AssertionError:
+                return None
+            return leader if leader in {n.node_id for n in majority} else None
+        new_leader = wait_until(majority_leader, timeout=15)
+        assert new_leader, "the majority did not elect a leader"
+        time.sleep(3)
+        cluster.heal()
+        healed_at = time.monotonic()
+
+        def converged():
+            status = cluster.status(old)
+            return status.get("leader") == new_leader or status.get("leader") in {n.node_id for n in majority}
+        assert wait_until(converged, timeout=20), f"old leader did not step down:\n{old.tail()}"
+        time.sleep(2)
+    finally:
+        rec.stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+    history = rec.history
+    # The isolated side commits nothing: no write sent to the old leader well after the cut
+    # was acknowledged before the partition healed.
+    minority_acks = [op for node_id, op in history
+                     if node_id == old.node_id and op.kind == "w" and op.ok
+                     and op.call > cut_at + 1.0 and op.ret < healed_at]
+    assert not minority_acks, f"isolated leader acknowledged writes: {minority_acks[:3]}"
+    minority_attempts = [op for node_id, op in history
+                         if node_id == old.node_id and op.kind == "w" and cut_at + 1.0 < op.call < healed_at]
+    assert minority_attempts, "no write was sent to the isolated leader; the test proved nothing"
+    majority_acks = [op for node_id, op in history
+                     if node_id != old.node_id and op.kind == "w" and op.ok and cut_at + 1.0 < op.call < healed_at]
+    assert majority_acks, "the majority acknowledged no write during the partition"
+    results = check([op for _, op in history])
+    assert all(results.values()), f"linearizability violations on keys {[k for k, v in results.items() if not v]}"
