@@ -397,7 +397,7 @@ impl Node {
         let settings = self.authorize(caller, vault, actions::KEY_CREATE, Some((KIND, name)))?;
         check_props(spec.kty, &props)?;
         let (key, public) = generate(&spec).await?;
-        self.store_key(settings, name, key, public, spec.hsm, props)
+        self.store_key(settings, name, key, public, spec.hsm, props, None)
             .await
     }
 
@@ -422,10 +422,11 @@ impl Node {
         let (key, public) = tokio::task::spawn_blocking(move || import_material(kty, &jwk))
             .await
             .map_err(|e| CoreError::Internal(format!("key import task: {e}")))??;
-        self.store_key(settings, name, key, public, hsm || kty_hsm, props)
+        self.store_key(settings, name, key, public, hsm || kty_hsm, props, None)
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn store_key(
         &self,
         settings: VaultSettings,
@@ -434,6 +435,7 @@ impl Node {
         public: PublicKey,
         hsm: bool,
         props: KeyProps,
+        replaces: Option<String>,
     ) -> Result<ObjectState, CoreError> {
         let vault = settings.name.clone();
         let version = keystead_crypto::random::new_version_id()?;
@@ -463,11 +465,19 @@ impl Node {
                 }),
             },
         };
-        let command = Command::PutVersion {
-            vault,
-            kind: KIND,
-            name: name.clone(),
-            version: record,
+        let command = match replaces {
+            Some(replaces) => Command::RotateKey {
+                vault,
+                name: name.clone(),
+                replaces,
+                version: record,
+            },
+            None => Command::PutVersion {
+                vault,
+                kind: KIND,
+                name: name.clone(),
+                version: record,
+            },
         };
         self.propose_object(settings, command).await
     }
@@ -527,11 +537,17 @@ impl Node {
     ) -> Result<ObjectState, CoreError> {
         let settings = self.authorize(caller, vault, actions::KEY_ROTATE, Some((KIND, name)))?;
         let current = self.load_version(settings, KIND, name, None)?;
-        self.rotate_from(current).await
+        self.rotate_from(current, false).await
     }
 
-    /// The rotation itself, shared by the API and the rotation timer.
-    pub(crate) async fn rotate_from(&self, current: ObjectState) -> Result<ObjectState, CoreError> {
+    /// The rotation itself, shared by the API and the rotation timer. With `guarded`, the new
+    /// version is added only if `current` is still the latest one (`Command::RotateKey`), so
+    /// concurrent timers cannot rotate a key twice.
+    pub(crate) async fn rotate_from(
+        &self,
+        current: ObjectState,
+        guarded: bool,
+    ) -> Result<ObjectState, CoreError> {
         let Payload::Key { key } = &current.version.payload else {
             return Err(CoreError::Internal("the key version holds no key".into()));
         };
@@ -579,8 +595,17 @@ impl Node {
         };
         let (material, public) = generate(&spec).await?;
         let name = current.object.name.clone();
-        self.store_key(current.vault, &name, material, public, spec.hsm, props)
-            .await
+        let replaces = guarded.then(|| current.version.version.clone());
+        self.store_key(
+            current.vault,
+            &name,
+            material,
+            public,
+            spec.hsm,
+            props,
+            replaces,
+        )
+        .await
     }
 
     /// One cryptographic operation with a key version (the latest when `version` is `None`).

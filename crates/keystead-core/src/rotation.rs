@@ -5,7 +5,7 @@
 //! `Notify` actions are stored and returned but trigger nothing: Keystead has no Event Grid.
 
 use crate::{CoreError, Node};
-use keystead_model::{ObjectKind, Payload};
+use keystead_model::{ApplyError, ObjectKind, Payload};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ impl Node {
             if due.is_none_or(|due| due > now) {
                 continue;
             }
-            match self.rotate_from(current).await {
+            match self.rotate_from(current, true).await {
                 Ok(state) => {
                     rotated += 1;
                     tracing::info!(
@@ -42,6 +42,8 @@ impl Node {
                         "rotated key by policy"
                     );
                 }
+                // Another node's timer rotated it first: nothing to do.
+                Err(CoreError::Refused(ApplyError::RotationSuperseded { .. })) => {}
                 Err(e) => {
                     tracing::warn!(vault = %vault, key = %name, error = %e, "key rotation failed")
                 }

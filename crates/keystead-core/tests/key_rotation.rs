@@ -114,3 +114,58 @@ async fn policy_rotation_happens_once_when_due() {
     clock.advance(31 * DAY);
     assert_eq!(node.rotate_due_keys_now().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn concurrent_timers_rotate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock::default());
+    let (node, _) = Node::open_single(
+        NodeConfig::new(dir.path().to_path_buf()),
+        Kek::generate().unwrap(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let node = Arc::new(node);
+    node.create_vault("demo", Some(7), false).await.unwrap();
+    let principal = node.create_principal("tester").await.unwrap();
+    let client_id = principal.principal.client_id.clone();
+    node.assign_role(&client_id, "Key Vault Administrator", "demo", None)
+        .await
+        .unwrap();
+    let caller = Caller { client_id };
+    let vault = VaultName::parse("demo").unwrap();
+    let name = ObjectName::parse("busy").unwrap();
+    let spec = KeySpec {
+        kty: KeyType::Oct,
+        hsm: false,
+        key_size: Some(256),
+        public_exponent: None,
+        curve: None,
+    };
+    node.create_key(&caller, &vault, &name, spec, KeyProps::default())
+        .await
+        .unwrap();
+    let actions = vec![LifetimeAction {
+        action: RotationAction::Rotate,
+        trigger: RotationTrigger::AfterCreate("P7D".into()),
+    }];
+    node.set_rotation_policy(&caller, &vault, &name, actions, None)
+        .await
+        .unwrap();
+    clock.advance(8 * DAY);
+    // Several timers (as on several nodes) see the same due key at once.
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let node = node.clone();
+            tokio::spawn(async move { node.rotate_due_keys_now().await.unwrap() })
+        })
+        .collect();
+    let mut total = 0;
+    for run in runs {
+        total += run.await.unwrap();
+    }
+    assert_eq!(total, 1, "exactly one timer's rotation applies");
+    let latest = node.get_key(&caller, &vault, &name, None).unwrap();
+    assert_eq!(latest.object.versions.len(), 2);
+}

@@ -98,6 +98,15 @@ pub enum Command {
         release_policy: Option<crate::ReleasePolicy>,
         at: UnixTime,
     },
+    /// Adds a key version made by the rotation timer, only while `replaces` is still the latest
+    /// version: timers on several nodes may propose the same rotation, and only the first one
+    /// applies (the others are refused with `RotationSuperseded`).
+    RotateKey {
+        vault: VaultName,
+        name: ObjectName,
+        replaces: String,
+        version: VersionRecord,
+    },
     /// Sets (replaces) the rotation policy of an active key.
     SetRotationPolicy {
         vault: VaultName,
@@ -127,6 +136,7 @@ impl Command {
             Command::RestoreObject { .. } => "restore_object",
             Command::UpdateKey { .. } => "update_key",
             Command::SetRotationPolicy { .. } => "set_rotation_policy",
+            Command::RotateKey { .. } => "rotate_key",
         }
     }
 }

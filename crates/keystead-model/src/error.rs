@@ -45,6 +45,8 @@ pub enum ApplyError {
     RoleAssignmentExists(String),
     #[error("the deployment is already initialized")]
     AlreadyInitialized,
+    #[error("key {name} was rotated already (latest version is no longer {replaces})")]
+    RotationSuperseded { name: String, replaces: String },
     #[error("invalid command: {0}")]
     Invalid(String),
 }

@@ -152,6 +152,26 @@ fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
             name,
             policy,
         } => set_rotation_policy(txn, vault, name, policy),
+        Command::RotateKey {
+            vault,
+            name,
+            replaces,
+            version,
+        } => {
+            vault_settings(txn, vault)?;
+            let (objects, _) = object_tables(txn)?;
+            let object = load_object(&objects, vault, ObjectKind::Key, name)?;
+            let object = rules::active(ObjectKind::Key, name, object.as_ref())?;
+            if object.latest_version() != Some(replaces.as_str()) {
+                return Err(ApplyError::RotationSuperseded {
+                    name: name.to_string(),
+                    replaces: replaces.clone(),
+                }
+                .into());
+            }
+            drop(objects);
+            put_version(txn, vault, ObjectKind::Key, name, version)
+        }
         Command::RestoreObject {
             vault,
             kind,

@@ -340,6 +340,30 @@ fn key_updates_and_rotation_policies() {
         other => panic!("unexpected {other:?}"),
     }
 
+    // A guarded rotation applies only while the version it replaces is the latest.
+    let rotate = |replaces: &str, id: &str| Command::RotateKey {
+        vault: vault(),
+        name: name("K"),
+        replaces: replaces.to_string(),
+        version: key_version(id, 25),
+    };
+    store
+        .append_and_apply(&rotate("v1", "v2"))
+        .unwrap()
+        .1
+        .unwrap();
+    assert!(matches!(
+        store.append_and_apply(&rotate("v1", "v3")).unwrap().1,
+        Err(ApplyError::RotationSuperseded { .. })
+    ));
+    let object = store
+        .read()
+        .unwrap()
+        .object(&vault(), ObjectKind::Key, &name("K"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(object.versions, vec!["v1", "v2"]);
+
     let policy = |created| RotationPolicy {
         lifetime_actions: vec![LifetimeAction {
             action: RotationAction::Rotate,
