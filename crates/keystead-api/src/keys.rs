@@ -228,6 +228,11 @@ async fn import(ctx: &VaultCtx<'_>, name: &str, body: BodyIn) -> Result<Response
     let parsed = parse_json::<KeyImportParameters>(&bytes);
     wipe(bytes);
     let params = parsed?;
+    if params.key.key_hsm.is_some() {
+        return Err(bad(
+            "BYOK import (key_hsm) needs a hardware security module; Keystead imports plain JSON Web Keys only.",
+        ));
+    }
     let jwk = imported_jwk(&params.key)?;
     let props = props(params.attributes, None, params.tags, params.release_policy)?;
     let state = ctx

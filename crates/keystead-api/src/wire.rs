@@ -215,6 +215,8 @@ pub(crate) struct JwkIn {
     pub dq: Option<String>,
     pub qi: Option<String>,
     pub k: Option<String>,
+    /// BYOK transfer blob (HSM-protected import), which Keystead cannot accept.
+    pub key_hsm: Option<String>,
 }
 
 impl Drop for JwkIn {
