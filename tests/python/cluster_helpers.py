@@ -63,7 +63,7 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, binary: str, base: Path, size: int = 3, proxies: bool = False):
+    def __init__(self, binary: str, base: Path, size: int = 3, proxies: bool = False, extra_cluster_config: str = ""):
         self.binary = binary
         self.base = base
         api_ports = [free_port() for _ in range(size)]
@@ -85,8 +85,9 @@ class Cluster:
             text = config.read_text()
             text = text.replace(entry["api"], f"127.0.0.1:{api_ports[i]}")
             text = text.replace(entry["cluster"], f"127.0.0.1:{cluster_ports[i]}")
+            # [cluster] is the last section of a generated config.
+            text += extra_cluster_config
             if proxies:
-                # [cluster] is the last section of a generated config.
                 text += f'advertise = "127.0.0.1:{proxy_ports[i]}"\nsource_ip = "127.0.1.{entry["node_id"]}"\n'
             config.write_text(text)
             node = Node(binary, entry["node_id"], config, api_ports[i], cluster_ports[i], entry["zone"])
@@ -109,6 +110,11 @@ class Cluster:
                        "--zone", node.zone, via=self.nodes[0])
         for node in self.nodes:
             self.wait_ready(node)
+
+    def wipe(self, node: Node) -> None:
+        """Deletes a (stopped) node's data, as when a machine is replaced."""
+        import shutil
+        shutil.rmtree(node.config.parent / f"node-{node.node_id}" / "data", ignore_errors=True)
 
     def stop_all(self) -> None:
         for node in self.nodes:

@@ -22,6 +22,9 @@ pub struct ApiConfig {
     pub base_domain: String,
     /// The OAuth2 authority named in challenges; default `https://localhost:<port>`.
     pub authority_url: Option<String>,
+    /// When no leader is reachable, answer reads from local (possibly stale) state, marked
+    /// with `x-keystead-stale-read: true`, instead of 503.
+    pub allow_stale_reads: bool,
 }
 
 #[derive(Clone)]
@@ -145,8 +148,15 @@ async fn vault_request(
     let method = parts.method.clone();
     // Reads are linearizable: wait until this node has applied everything acknowledged before
     // the request arrived (a no-op on a single node; a read-index round in a cluster).
+    let mut stale = false;
     if method == Method::GET {
-        state.node.read_barrier().await?;
+        match state.node.read_barrier().await {
+            Ok(()) => {}
+            Err(keystead_core::CoreError::Unavailable(_)) if state.config.allow_stale_reads => {
+                stale = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let api_version = check_api_version(&query)?;
     let ctx = VaultCtx {
@@ -158,14 +168,21 @@ async fn vault_request(
         api_version,
     };
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    match segs.first().copied() {
+    let mut response = match segs.first().copied() {
         Some("secrets") | Some("deletedsecrets") => {
             secrets::route(&ctx, &method, &segs, body).await
         }
         Some("keys") | Some("deletedkeys") => keys::route(&ctx, &method, &segs, body).await,
         Some("rng") if segs.len() == 1 => keys::rng(&ctx, &method, body).await,
         _ => Err(ApiError::NoRoute),
+    }?;
+    if stale {
+        response.headers_mut().insert(
+            HeaderName::from_static("x-keystead-stale-read"),
+            HeaderValue::from_static("true"),
+        );
     }
+    Ok(response)
 }
 
 async fn service_request(
@@ -177,8 +194,24 @@ async fn service_request(
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method().clone();
     match (method, segs.as_slice()) {
-        (Method::GET, ["healthz"]) | (Method::GET, ["readyz"]) => {
+        // Liveness: the process serves requests.
+        (Method::GET, ["healthz"]) => {
             Ok(axum::Json(serde_json::json!({"status": "ok"})).into_response())
+        }
+        // Readiness: in a cluster, part of a working quorum and caught up.
+        (Method::GET, ["readyz"]) => {
+            let verdict = match &state.cluster {
+                Some(cluster) => cluster.readiness(),
+                None => Ok(()),
+            };
+            Ok(match verdict {
+                Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+                Err(reason) => (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({"status": "not ready", "reason": reason})),
+                )
+                    .into_response(),
+            })
         }
         (_, ["admin", ..]) => admin::route(state, req).await,
         _ => authority::route(state, host, req).await,

@@ -32,4 +32,7 @@ pub trait ClusterAdmin: Send + Sync {
     fn join(&self, request: JoinRequest) -> AdminFuture<'_>;
     /// Removes a node from the voters and the cluster.
     fn remove(&self, node_id: u64) -> AdminFuture<'_>;
+    /// Whether a load balancer should send traffic here: a leader is known (this node is part
+    /// of a working quorum) and this node has applied its log. `Err` says why not.
+    fn readiness(&self) -> Result<(), String>;
 }

@@ -9,6 +9,9 @@ use openraft::ChangeMembers;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A node more than this many entries behind its own log is not ready for traffic.
+const READY_MAX_LAG: u64 = 100;
+
 impl ClusterNode {
     fn not_leader(&self) -> CoreError {
         let metrics = self.raft.metrics().borrow().clone();
@@ -127,6 +130,28 @@ impl ClusterAdmin for ClusterNode {
                 .map_err(|e| CoreError::Unavailable(format!("promoting to voter: {e}")))?;
             self.status().await
         })
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader.is_none() {
+            return Err("no leader known: not part of a working quorum".into());
+        }
+        if m.current_leader == Some(m.id) {
+            // A leader that has not heard from a quorum recently may be partitioned away.
+            let stale = m
+                .millis_since_quorum_ack
+                .is_none_or(|ms| ms > self.settings.election_timeout_ms.1);
+            if stale && m.membership_config.membership().voter_ids().count() > 1 {
+                return Err("leader without a recent quorum acknowledgement".into());
+            }
+        }
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let last = m.last_log_index.unwrap_or(0);
+        if last.saturating_sub(applied) > READY_MAX_LAG {
+            return Err(format!("catching up: applied {applied} of {last}"));
+        }
+        Ok(())
     }
 
     fn remove(&self, node_id: u64) -> AdminFuture<'_> {

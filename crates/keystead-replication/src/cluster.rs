@@ -23,6 +23,8 @@ pub struct ClusterSettings {
     pub election_timeout_ms: (u64, u64),
     /// Local address for outgoing peer connections (default: chosen by the OS).
     pub source_ip: Option<std::net::IpAddr>,
+    /// Snapshot (and compact the log) every this many entries.
+    pub snapshot_logs: u64,
 }
 
 pub struct ClusterNode {
@@ -42,8 +44,10 @@ impl ClusterNode {
             heartbeat_interval: settings.heartbeat_ms,
             election_timeout_min: settings.election_timeout_ms.0,
             election_timeout_max: settings.election_timeout_ms.1,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_logs),
+            // Keep a little log behind each snapshot so a briefly lagging follower catches up
+            // from the log; anyone further behind gets the snapshot.
+            max_in_snapshot_log_to_keep: (settings.snapshot_logs / 5).max(10),
             ..Default::default()
         }
         .validate()

@@ -64,6 +64,17 @@ pub struct ClusterConfig {
     pub election_timeout_ms: [u64; 2],
     /// Local address for outgoing connections to peers (multi-homed hosts).
     pub source_ip: Option<std::net::IpAddr>,
+    /// Serve reads from local, possibly stale state while no leader is reachable (marked with
+    /// `x-keystead-stale-read: true`). Off by default: reads are linearizable.
+    #[serde(default)]
+    pub stale_reads: bool,
+    /// Take a snapshot (and compact the log) after this many entries.
+    #[serde(default = "default_snapshot_logs")]
+    pub snapshot_logs: u64,
+}
+
+fn default_snapshot_logs() -> u64 {
+    5_000
 }
 
 fn default_heartbeat_ms() -> u64 {

@@ -33,6 +33,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         .map_err(|_| format!("--bind {} is not an IP address", args.bind))?;
     let listener = Listener {
         listen: SocketAddr::new(ip, args.port),
+        allow_stale_reads: false,
         base_domain: args.base_domain.clone(),
         authority_url: None,
         tls,

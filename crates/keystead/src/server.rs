@@ -19,6 +19,8 @@ use std::time::Duration;
 /// Everything needed to run a listener for an opened node.
 pub struct Listener {
     pub listen: SocketAddr,
+    /// Serve possibly stale local reads when no leader is reachable.
+    pub allow_stale_reads: bool,
     pub base_domain: String,
     pub authority_url: Option<String>,
     pub tls: TlsMaterial,
@@ -73,6 +75,7 @@ pub async fn run(
         config: Arc::new(ApiConfig {
             base_domain: listener.base_domain.clone(),
             authority_url: listener.authority_url.clone(),
+            allow_stale_reads: listener.allow_stale_reads,
         }),
         cluster,
     };
@@ -161,6 +164,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     write_admin_file(&config.data_dir, &bootstrap, &endpoint, ca_cert.as_ref())?;
     let listener = Listener {
         listen: config.listen,
+        allow_stale_reads: config.cluster.as_ref().is_some_and(|c| c.stale_reads),
         base_domain: config.base_domain.clone(),
         authority_url: config.authority_url.clone(),
         tls,
@@ -215,6 +219,7 @@ async fn open_cluster_node(
             cluster.election_timeout_ms[1],
         ),
         source_ip: cluster.source_ip,
+        snapshot_logs: cluster.snapshot_logs,
     };
     let member = ClusterNode::start(settings, store.clone(), peer_tls).await?;
     if !cluster.bootstrap {
