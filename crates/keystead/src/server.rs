@@ -230,7 +230,7 @@ async fn open_cluster_node(
             .map_err(|e| e.to_string())?
             .is_none()
         {
-            if waited % 50 == 0 {
+            if waited.is_multiple_of(50) {
                 tracing::info!(
                     node_id = cluster.node_id,
                     "waiting to be joined to the cluster (keystead cluster join on the leader)"
