@@ -213,3 +213,33 @@ def test_peers_without_a_cluster_certificate_are_refused(cluster, tmp_path):
         make_session(cluster.ca).post(url, json=vote, cert=(str(cert_path), str(key_path)), timeout=5)
     # The cluster is undisturbed: the term did not jump to 99.
     assert cluster.status(node)["term"] < 99
+
+
+def test_stale_reads_when_opted_in_and_no_leader(keystead_bin, tmp_path):
+    """With `stale_reads = true`, a node cut off from its quorum still answers reads from its
+    own state, marked `x-keystead-stale-read: true`; writes are refused with 503."""
+    c = Cluster(keystead_bin, tmp_path / "cluster", extra_cluster_config="stale_reads = true\n")
+    try:
+        c.start_all()
+        principal = c.setup_vault()
+        survivor = c.nodes[2]
+        token = c.token(survivor, principal)
+        r = put_secret(c, survivor, token, "kept", "before-the-outage")
+        assert r.status_code == 200
+        fresh = make_session(c.ca).get(f"{survivor.vault_url('demo')}/secrets/kept/", params={"api-version": API},
+                                       headers={"Authorization": f"Bearer {token}"}, timeout=15)
+        assert fresh.status_code == 200 and "x-keystead-stale-read" not in fresh.headers
+        for node in c.nodes[:2]:
+            node.kill9()
+        stale = make_session(c.ca).get(f"{survivor.vault_url('demo')}/secrets/kept/", params={"api-version": API},
+                                       headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert stale.status_code == 200, stale.text
+        assert stale.json()["value"] == "before-the-outage"
+        assert stale.headers.get("x-keystead-stale-read") == "true"
+        refused = put_secret(c, survivor, token, "new", "x")
+        assert refused.status_code == 503 and refused.headers.get("Retry-After")
+        assert refused.json()["error"]["code"] == "ServiceUnavailable"
+        ready = make_session(c.ca).get(f"https://localhost:{survivor.api_port}/readyz", timeout=10)
+        assert ready.status_code == 503
+    finally:
+        c.stop_all()
