@@ -71,8 +71,20 @@ impl ClusterAdmin for ClusterNode {
                     } else {
                         "learner"
                     };
+                    // Only the leader tracks replication: elsewhere health is "unknown".
+                    let health = match (&m.replication, matched) {
+                        (None, _) if Some(*id) == m.current_leader => "healthy",
+                        (None, _) => "unknown (ask the leader)",
+                        (Some(_), _) if Some(*id) == m.current_leader => "healthy",
+                        (Some(_), None) => "unreachable",
+                        (Some(_), Some(i)) if leader_last.saturating_sub(i) > READY_MAX_LAG => {
+                            "lagging"
+                        }
+                        (Some(_), Some(_)) => "healthy",
+                    };
                     json!({
                         "node_id": id,
+                        "health": health,
                         "addr": node.addr,
                         "api_addr": node.api_addr,
                         "zone": node.zone,
