@@ -154,7 +154,7 @@ class Cluster:
         node = via or self.any_alive()
         creds = self.admin_credentials()
         cmd = [self.binary, *args, "--endpoint", f"https://localhost:{node.api_port}",
-               "--token", creds["token"], "--ca-cert", self.ca]
+               f"--token={creds['token']}", "--ca-cert", self.ca]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, f"{args}: {out.stderr}"
         return json.loads(out.stdout) if out.stdout.strip() else None

@@ -2,16 +2,18 @@
 //! operations (with a version, without one, and as `/keys/{name}//op`) and `/rng`.
 
 use crate::error::ApiError;
+use crate::lifecycle::{self, KindWire};
 use crate::request::{parse_json, read_body, read_body_limited, sanitize, MAX_RESTORE_BODY_BYTES};
 use crate::router::{BodyIn, VaultCtx};
 use crate::secrets::{decode_base64url, object_name, ok, render};
+use crate::wire::Render;
 use crate::wire::{
-    list_result, BlobParameters, JwkIn, KeyAttributesIn, KeyCreateParameters, KeyImportParameters,
+    BlobParameters, JwkIn, KeyAttributesIn, KeyCreateParameters, KeyImportParameters,
     KeyOperationParameters, KeyUpdateParameters, RandomBytesRequest, ReleasePolicyIn,
     RotationPolicyIn,
 };
-use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
+use axum::response::Response;
 use base64::Engine;
 use keystead_core::keys::{ImportedJwk, KeyOperation, KeyProps, KeySpec, OperationInput};
 use keystead_model::{
@@ -23,6 +25,15 @@ use zeroize::Zeroizing;
 
 const KIND: ObjectKind = ObjectKind::Key;
 
+/// How keys render in the shared lifecycle routes.
+const KEYS: KindWire = KindWire {
+    kind: KIND,
+    item: Render::key_item,
+    bundle: Render::key_bundle,
+    deleted_bundle: Render::deleted_key_bundle,
+    deleted_item: Render::deleted_key_item,
+};
+
 pub(crate) async fn route(
     ctx: &VaultCtx<'_>,
     method: &Method,
@@ -30,13 +41,15 @@ pub(crate) async fn route(
     body: BodyIn,
 ) -> Result<Response, ApiError> {
     match (method, segs) {
-        (&Method::GET, ["keys"] | ["keys", ""]) => list(ctx),
+        (&Method::GET, ["keys"] | ["keys", ""]) => lifecycle::list(ctx, &KEYS),
         (&Method::POST, ["keys", "restore"]) => restore(ctx, body).await,
         (&Method::POST, ["keys", name, "create"]) => create(ctx, name, body).await,
         (&Method::PUT, ["keys", name] | ["keys", name, ""]) => import(ctx, name, body).await,
-        (&Method::DELETE, ["keys", name] | ["keys", name, ""]) => delete(ctx, name).await,
-        (&Method::GET, ["keys", name, "versions"]) => versions(ctx, name),
-        (&Method::POST, ["keys", name, "backup"]) => backup(ctx, name),
+        (&Method::DELETE, ["keys", name] | ["keys", name, ""]) => {
+            lifecycle::delete(ctx, &KEYS, name).await
+        }
+        (&Method::GET, ["keys", name, "versions"]) => lifecycle::versions(ctx, &KEYS, name),
+        (&Method::POST, ["keys", name, "backup"]) => lifecycle::backup(ctx, &KEYS, name),
         (&Method::POST, ["keys", name, "rotate"]) => rotate(ctx, name).await,
         (&Method::GET, ["keys", name, "rotationpolicy"]) => get_policy(ctx, name),
         (&Method::PUT, ["keys", name, "rotationpolicy"]) => set_policy(ctx, name, body).await,
@@ -50,10 +63,14 @@ pub(crate) async fn route(
             update(ctx, name, None, body).await
         }
         (&Method::PATCH, ["keys", name, version]) => update(ctx, name, Some(version), body).await,
-        (&Method::GET, ["deletedkeys"] | ["deletedkeys", ""]) => list_deleted(ctx),
-        (&Method::GET, ["deletedkeys", name]) => get_deleted(ctx, name),
-        (&Method::DELETE, ["deletedkeys", name]) => purge(ctx, name).await,
-        (&Method::POST, ["deletedkeys", name, "recover"]) => recover(ctx, name).await,
+        (&Method::GET, ["deletedkeys"] | ["deletedkeys", ""]) => {
+            lifecycle::list_deleted(ctx, &KEYS)
+        }
+        (&Method::GET, ["deletedkeys", name]) => lifecycle::get_deleted(ctx, &KEYS, name),
+        (&Method::DELETE, ["deletedkeys", name]) => lifecycle::purge(ctx, &KEYS, name).await,
+        (&Method::POST, ["deletedkeys", name, "recover"]) => {
+            lifecycle::recover(ctx, &KEYS, name).await
+        }
         _ => Err(ApiError::NoRoute),
     }
 }
@@ -289,109 +306,6 @@ async fn update(
         )
         .await?;
     ok(render(ctx).key_bundle(&state))
-}
-
-fn list(ctx: &VaultCtx<'_>) -> Result<Response, ApiError> {
-    let max = ctx.query.max_results()?;
-    let page = ctx.node().list_objects(
-        &ctx.caller,
-        &ctx.vault,
-        KIND,
-        false,
-        ctx.query.skip_token(),
-        max,
-    )?;
-    let r = render(ctx);
-    let items = page.items.iter().map(|s| r.key_item(s, false)).collect();
-    ok(list_result(items, ctx.next_link("/keys", page.next, max)))
-}
-
-fn versions(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let max = ctx.query.max_results()?;
-    let (vault, object, page) = ctx.node().list_versions(
-        &ctx.caller,
-        &ctx.vault,
-        KIND,
-        &name,
-        ctx.query.skip_token(),
-        max,
-    )?;
-    let r = render(ctx);
-    let items = page
-        .items
-        .into_iter()
-        .map(|version| {
-            let state = keystead_core::objects::ObjectState {
-                vault: vault.clone(),
-                object: object.clone(),
-                version,
-            };
-            r.key_item(&state, true)
-        })
-        .collect();
-    let path = format!("/keys/{}/versions", object.name);
-    ok(list_result(items, ctx.next_link(&path, page.next, max)))
-}
-
-async fn delete(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let state = ctx
-        .node()
-        .delete_object(&ctx.caller, &ctx.vault, KIND, &name)
-        .await?;
-    ok(render(ctx).deleted_key_bundle(&state))
-}
-
-fn list_deleted(ctx: &VaultCtx<'_>) -> Result<Response, ApiError> {
-    let max = ctx.query.max_results()?;
-    let page = ctx.node().list_objects(
-        &ctx.caller,
-        &ctx.vault,
-        KIND,
-        true,
-        ctx.query.skip_token(),
-        max,
-    )?;
-    let r = render(ctx);
-    let items = page.items.iter().map(|s| r.deleted_key_item(s)).collect();
-    ok(list_result(
-        items,
-        ctx.next_link("/deletedkeys", page.next, max),
-    ))
-}
-
-fn get_deleted(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let state = ctx
-        .node()
-        .get_deleted(&ctx.caller, &ctx.vault, KIND, &name)?;
-    ok(render(ctx).deleted_key_bundle(&state))
-}
-
-async fn recover(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let state = ctx
-        .node()
-        .recover_object(&ctx.caller, &ctx.vault, KIND, &name)
-        .await?;
-    ok(render(ctx).key_bundle(&state))
-}
-
-async fn purge(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    ctx.node()
-        .purge_object(&ctx.caller, &ctx.vault, KIND, &name)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn backup(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let blob = ctx
-        .node()
-        .backup_object(&ctx.caller, &ctx.vault, KIND, &name)?;
-    ok(json!({ "value": b64(&blob) }))
 }
 
 async fn restore(ctx: &VaultCtx<'_>, body: BodyIn) -> Result<Response, ApiError> {

@@ -11,6 +11,7 @@ mod authority;
 mod error;
 mod host;
 mod keys;
+mod lifecycle;
 mod request;
 mod router;
 mod secrets;

@@ -1,19 +1,28 @@
 //! The secrets routes of the Key Vault data plane (akv-api.md §3, "Secrets").
 
 use crate::error::ApiError;
+use crate::lifecycle::{self, KindWire};
 use crate::request::{parse_json, read_body, read_body_limited, sanitize, MAX_RESTORE_BODY_BYTES};
 use crate::router::{BodyIn, VaultCtx};
-use crate::wire::{list_result, BlobParameters, Render, SecretSetParameters, UpdateParameters};
-use axum::http::{Method, StatusCode};
+use crate::wire::{BlobParameters, Render, SecretSetParameters, UpdateParameters};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use keystead_core::secrets::NewSecret;
 use keystead_model::{ObjectKind, ObjectName};
-use serde_json::json;
 use zeroize::Zeroizing;
 
 const KIND: ObjectKind = ObjectKind::Secret;
+
+/// How secrets render in the shared lifecycle routes.
+const SECRETS: KindWire = KindWire {
+    kind: KIND,
+    item: Render::secret_item,
+    bundle: |r, s| r.secret_bundle(s, None),
+    deleted_bundle: Render::deleted_secret_bundle,
+    deleted_item: Render::deleted_secret_item,
+};
 
 pub(crate) async fn route(
     ctx: &VaultCtx<'_>,
@@ -22,12 +31,14 @@ pub(crate) async fn route(
     body: BodyIn,
 ) -> Result<Response, ApiError> {
     match (method, segs) {
-        (&Method::GET, ["secrets"] | ["secrets", ""]) => list(ctx),
+        (&Method::GET, ["secrets"] | ["secrets", ""]) => lifecycle::list(ctx, &SECRETS),
         (&Method::POST, ["secrets", "restore"]) => restore(ctx, body).await,
         (&Method::PUT, ["secrets", name] | ["secrets", name, ""]) => set(ctx, name, body).await,
-        (&Method::DELETE, ["secrets", name] | ["secrets", name, ""]) => delete(ctx, name).await,
-        (&Method::GET, ["secrets", name, "versions"]) => versions(ctx, name),
-        (&Method::POST, ["secrets", name, "backup"]) => backup(ctx, name),
+        (&Method::DELETE, ["secrets", name] | ["secrets", name, ""]) => {
+            lifecycle::delete(ctx, &SECRETS, name).await
+        }
+        (&Method::GET, ["secrets", name, "versions"]) => lifecycle::versions(ctx, &SECRETS, name),
+        (&Method::POST, ["secrets", name, "backup"]) => lifecycle::backup(ctx, &SECRETS, name),
         (&Method::GET, ["secrets", name] | ["secrets", name, ""]) => get(ctx, name, None),
         (&Method::GET, ["secrets", name, version]) => get(ctx, name, Some(version)),
         (&Method::PATCH, ["secrets", name] | ["secrets", name, ""]) => {
@@ -36,10 +47,14 @@ pub(crate) async fn route(
         (&Method::PATCH, ["secrets", name, version]) => {
             update(ctx, name, Some(version), body).await
         }
-        (&Method::GET, ["deletedsecrets"] | ["deletedsecrets", ""]) => list_deleted(ctx),
-        (&Method::GET, ["deletedsecrets", name]) => get_deleted(ctx, name),
-        (&Method::DELETE, ["deletedsecrets", name]) => purge(ctx, name).await,
-        (&Method::POST, ["deletedsecrets", name, "recover"]) => recover(ctx, name).await,
+        (&Method::GET, ["deletedsecrets"] | ["deletedsecrets", ""]) => {
+            lifecycle::list_deleted(ctx, &SECRETS)
+        }
+        (&Method::GET, ["deletedsecrets", name]) => lifecycle::get_deleted(ctx, &SECRETS, name),
+        (&Method::DELETE, ["deletedsecrets", name]) => lifecycle::purge(ctx, &SECRETS, name).await,
+        (&Method::POST, ["deletedsecrets", name, "recover"]) => {
+            lifecycle::recover(ctx, &SECRETS, name).await
+        }
         _ => Err(ApiError::NoRoute),
     }
 }
@@ -120,117 +135,6 @@ async fn update(
         )
         .await?;
     ok(render(ctx).secret_bundle(&state, None))
-}
-
-fn list(ctx: &VaultCtx<'_>) -> Result<Response, ApiError> {
-    let max = ctx.query.max_results()?;
-    let page = ctx.node().list_objects(
-        &ctx.caller,
-        &ctx.vault,
-        KIND,
-        false,
-        ctx.query.skip_token(),
-        max,
-    )?;
-    let r = render(ctx);
-    let items = page.items.iter().map(|s| r.secret_item(s, false)).collect();
-    ok(list_result(
-        items,
-        ctx.next_link("/secrets", page.next, max),
-    ))
-}
-
-fn versions(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let max = ctx.query.max_results()?;
-    let (vault, object, page) = ctx.node().list_versions(
-        &ctx.caller,
-        &ctx.vault,
-        KIND,
-        &name,
-        ctx.query.skip_token(),
-        max,
-    )?;
-    let r = render(ctx);
-    let items = page
-        .items
-        .into_iter()
-        .map(|version| {
-            let state = keystead_core::objects::ObjectState {
-                vault: vault.clone(),
-                object: object.clone(),
-                version,
-            };
-            r.secret_item(&state, true)
-        })
-        .collect();
-    let path = format!("/secrets/{}/versions", object.name);
-    ok(list_result(items, ctx.next_link(&path, page.next, max)))
-}
-
-async fn delete(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let state = ctx
-        .node()
-        .delete_object(&ctx.caller, &ctx.vault, KIND, &name)
-        .await?;
-    ok(render(ctx).deleted_secret_bundle(&state))
-}
-
-fn list_deleted(ctx: &VaultCtx<'_>) -> Result<Response, ApiError> {
-    let max = ctx.query.max_results()?;
-    let page = ctx.node().list_objects(
-        &ctx.caller,
-        &ctx.vault,
-        KIND,
-        true,
-        ctx.query.skip_token(),
-        max,
-    )?;
-    let r = render(ctx);
-    let items = page
-        .items
-        .iter()
-        .map(|s| r.deleted_secret_item(s))
-        .collect();
-    ok(list_result(
-        items,
-        ctx.next_link("/deletedsecrets", page.next, max),
-    ))
-}
-
-fn get_deleted(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let state = ctx
-        .node()
-        .get_deleted(&ctx.caller, &ctx.vault, KIND, &name)?;
-    ok(render(ctx).deleted_secret_bundle(&state))
-}
-
-async fn recover(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let state = ctx
-        .node()
-        .recover_object(&ctx.caller, &ctx.vault, KIND, &name)
-        .await?;
-    ok(render(ctx).secret_bundle(&state, None))
-}
-
-async fn purge(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    ctx.node()
-        .purge_object(&ctx.caller, &ctx.vault, KIND, &name)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn backup(ctx: &VaultCtx<'_>, name: &str) -> Result<Response, ApiError> {
-    let name = object_name(name)?;
-    let blob = ctx
-        .node()
-        .backup_object(&ctx.caller, &ctx.vault, KIND, &name)?;
-    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blob);
-    ok(json!({ "value": value }))
 }
 
 async fn restore(ctx: &VaultCtx<'_>, body: BodyIn) -> Result<Response, ApiError> {

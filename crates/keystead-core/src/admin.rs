@@ -85,7 +85,8 @@ impl Node {
                 "principal names are 1-256 characters".into(),
             ));
         }
-        let client_secret = random::random_token(32)?;
+        // A letter prefix: a credential starting with '-' would read as a flag on command lines.
+        let client_secret = Zeroizing::new(format!("kss_{}", random::random_token(32)?.as_str()));
         let secret_for_hash = client_secret.clone();
         let secret_hash =
             tokio::task::spawn_blocking(move || password::hash_secret(&secret_for_hash))

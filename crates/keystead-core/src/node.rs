@@ -147,7 +147,8 @@ fn new_deployment(kek: &Kek, now: i64) -> Result<(Deployment, Zeroizing<String>)
     let token_signing_key = postcard::to_stdvec(&sealed)
         .map(Ciphertext)
         .map_err(|e| CoreError::Internal(e.to_string()))?;
-    let admin_token = random::random_token(32)?;
+    // A letter prefix: a token starting with '-' would read as a flag on command lines.
+    let admin_token = Zeroizing::new(format!("ksa_{}", random::random_token(32)?.as_str()));
     let deployment = Deployment {
         tenant_id: new_guid()?,
         token_signing_key,

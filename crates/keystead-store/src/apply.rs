@@ -269,6 +269,20 @@ fn put_version(
     vault_settings(txn, vault)?;
     let (mut objects, mut versions) = object_tables(txn)?;
     let existing = load_object(&objects, vault, kind, name)?;
+    // The same command applied twice (a forwarded write retried across a leader change carries
+    // the same random 128-bit version id and the same record): answer as the first time did.
+    if let Some(object) = existing
+        .as_ref()
+        .filter(|o| o.has_version(&version.version))
+    {
+        let key = tables::version_key(vault, kind, name, &version.version);
+        if get::<VersionRecord>(&versions, &key)?.as_ref() == Some(version) {
+            return Ok(Applied::Object {
+                object: object.clone(),
+                version: version.clone(),
+            });
+        }
+    }
     rules::check_put(kind, name, existing.as_ref(), &version.version)?;
     let mut object = existing.unwrap_or_else(|| ObjectRecord {
         name: name.clone(),

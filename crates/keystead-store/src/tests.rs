@@ -425,3 +425,33 @@ fn key_updates_and_rotation_policies() {
         .unwrap()
         .is_none());
 }
+
+#[test]
+fn a_replayed_put_is_idempotent_but_a_different_record_with_the_same_id_is_refused() {
+    let (_dir, store) = open();
+    let first = put(&store, "r", "v1").unwrap();
+    assert_eq!(
+        put(&store, "r", "v1").unwrap(),
+        first,
+        "replay answers like the first apply"
+    );
+    let object = store
+        .read()
+        .unwrap()
+        .object(&vault(), ObjectKind::Secret, &name("r"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(object.versions, vec!["v1"], "no duplicate version");
+    let mut other = version("v1", 99);
+    other.content_type = Some("x".into());
+    let cmd = Command::PutVersion {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name("r"),
+        version: other,
+    };
+    assert!(matches!(
+        store.append_and_apply(&cmd).unwrap().1,
+        Err(ApplyError::VersionExists { .. })
+    ));
+}

@@ -56,8 +56,10 @@ pub struct ClusterConfig {
     pub ca: PathBuf,
     #[serde(default)]
     pub bootstrap: bool,
-    /// Raft heartbeat, ms. Elections start after 4-8 missed heartbeats by default, which stays
-    /// stable on a loaded 2-core machine while keeping failover around a second.
+    /// Raft heartbeat, ms. openraft 0.9 lets a follower start an election only after the leader
+    /// lease (= the maximum election timeout) plus an election timeout without heartbeats, so
+    /// failover takes roughly `max + [min, max]`: 200-400 ms gives ~0.6-0.8 s (measured median
+    /// 0.76 s on a loaded 2-core machine, docs/benchmarks.md). Raise both on slow networks.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
     #[serde(default = "default_election_timeout_ms")]
@@ -78,11 +80,11 @@ fn default_snapshot_logs() -> u64 {
 }
 
 fn default_heartbeat_ms() -> u64 {
-    150
+    50
 }
 
 fn default_election_timeout_ms() -> [u64; 2] {
-    [600, 1200]
+    [200, 400]
 }
 
 #[derive(Deserialize, Debug)]
