@@ -24,12 +24,21 @@ pub(crate) struct KindWire {
 }
 
 pub(crate) fn list(ctx: &VaultCtx<'_>, wire: &KindWire) -> Result<Response, ApiError> {
+    list_page(ctx, wire, false)
+}
+
+pub(crate) fn list_deleted(ctx: &VaultCtx<'_>, wire: &KindWire) -> Result<Response, ApiError> {
+    list_page(ctx, wire, true)
+}
+
+/// One page of the active or the soft-deleted objects of a kind.
+fn list_page(ctx: &VaultCtx<'_>, wire: &KindWire, deleted: bool) -> Result<Response, ApiError> {
     let max = ctx.query.max_results()?;
     let page = ctx.node().list_objects(
         &ctx.caller,
         &ctx.vault,
         wire.kind,
-        false,
+        deleted,
         ctx.query.skip_token(),
         max,
     )?;
@@ -37,10 +46,19 @@ pub(crate) fn list(ctx: &VaultCtx<'_>, wire: &KindWire) -> Result<Response, ApiE
     let items = page
         .items
         .iter()
-        .map(|s| (wire.item)(&r, s, false))
+        .map(|s| match deleted {
+            true => (wire.deleted_item)(&r, s),
+            false => (wire.item)(&r, s, false),
+        })
         .collect();
-    let path = format!("/{}", wire.kind.collection());
-    ok(list_result(items, ctx.next_link(&path, page.next, max)))
+    let collection = match deleted {
+        true => wire.kind.deleted_collection(),
+        false => wire.kind.collection(),
+    };
+    ok(list_result(
+        items,
+        ctx.next_link(&format!("/{collection}"), page.next, max),
+    ))
 }
 
 pub(crate) fn versions(
@@ -86,26 +104,6 @@ pub(crate) async fn delete(
         .delete_object(&ctx.caller, &ctx.vault, wire.kind, &name)
         .await?;
     ok((wire.deleted_bundle)(&render(ctx), &state))
-}
-
-pub(crate) fn list_deleted(ctx: &VaultCtx<'_>, wire: &KindWire) -> Result<Response, ApiError> {
-    let max = ctx.query.max_results()?;
-    let page = ctx.node().list_objects(
-        &ctx.caller,
-        &ctx.vault,
-        wire.kind,
-        true,
-        ctx.query.skip_token(),
-        max,
-    )?;
-    let r = render(ctx);
-    let items = page
-        .items
-        .iter()
-        .map(|s| (wire.deleted_item)(&r, s))
-        .collect();
-    let path = format!("/{}", wire.kind.deleted_collection());
-    ok(list_result(items, ctx.next_link(&path, page.next, max)))
 }
 
 pub(crate) fn get_deleted(
