@@ -119,6 +119,12 @@ async fn token(state: &AppState, issuer: &str, req: Request) -> Result<Response,
         .await
         .map_err(|e| match e {
             keystead_core::CoreError::BadParameter(m) => oauth_error("invalid_scope", &m),
+            // azure-identity reads OAuth2's own error shape from the token endpoint.
+            keystead_core::CoreError::InvalidClient => ApiError::OAuth {
+                status: StatusCode::UNAUTHORIZED,
+                error: "invalid_client",
+                description: "AADSTS7000215: Invalid client secret provided.".into(),
+            },
             other => ApiError::Core(other),
         })?;
     Ok(Json(json!({

@@ -167,11 +167,7 @@ fn render_core(error: &CoreError) -> Rendered {
             };
             with_inner(StatusCode::FORBIDDEN, "Forbidden", inner, message)
         }
-        CoreError::Internal(_) => plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "The server encountered an internal error.".into(),
-        ),
+        // Internal failures, and any variant added later without a mapping: a server fault.
         _ => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",
@@ -267,13 +263,6 @@ impl IntoResponse for ApiError {
         {
             let body = json!({"error": error, "error_description": description});
             return (*status, axum::Json(body)).into_response();
-        }
-        if let ApiError::Core(CoreError::InvalidClient) = &self {
-            let body = json!({
-                "error": "invalid_client",
-                "error_description": "AADSTS7000215: Invalid client secret provided."
-            });
-            return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
         }
         let rendered = render(&self);
         let mut error = json!({"code": rendered.code, "message": rendered.message});

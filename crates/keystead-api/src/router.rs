@@ -54,7 +54,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         },
     };
     let headers = response.headers_mut();
-    let request_id = keystead_crypto_free_request_id();
+    let request_id = new_request_id();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-ms-request-id"), v);
     }
@@ -73,7 +73,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// A request id: not a secret, so a counter mixed with the start time is enough.
-fn keystead_crypto_free_request_id() -> String {
+fn new_request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
