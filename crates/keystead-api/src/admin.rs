@@ -6,7 +6,9 @@
 //! `POST /admin/vaults/{name}/purge-protection`,
 //! `GET|POST /admin/principals`, `DELETE /admin/principals/{client_id}`,
 //! `GET|POST /admin/roles`, `DELETE /admin/roles/{id}`,
-//! `GET /admin/cluster`, `POST /admin/cluster/nodes`, `DELETE /admin/cluster/nodes/{id}`.
+//! `GET /admin/cluster`, `POST /admin/cluster/nodes`, `DELETE /admin/cluster/nodes/{id}`,
+//! `GET /admin/region` (status), `POST /admin/region` (a `RegionRequest`: switchover,
+//! failover, divergence list|show|apply|discard).
 
 use crate::auth::authenticate_admin;
 use crate::error::ApiError;
@@ -17,6 +19,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keystead_core::cluster::JoinRequest;
+use keystead_core::region::RegionRequest;
 use keystead_model::{Principal, RoleAssignment, VaultName, VaultSettings};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -138,6 +141,21 @@ pub(crate) async fn route(state: &AppState, req: Request) -> Result<Response, Ap
         (Method::DELETE, ["roles", id]) => {
             node.remove_role(id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (method, ["region", rest @ ..]) => {
+            let Some(region) = &state.region else {
+                return Err(ApiError::BadParameter(
+                    "this node is not part of a multi-region deployment".into(),
+                ));
+            };
+            match (method, rest) {
+                (Method::GET, []) => ok(region.admin(RegionRequest::Status).await?),
+                (Method::POST, []) => {
+                    let request: RegionRequest = parse_json(&read_body(req.into_body()).await?)?;
+                    ok(region.admin(request).await?)
+                }
+                _ => Err(ApiError::NoRoute),
+            }
         }
         (method, ["cluster", rest @ ..]) => {
             let Some(cluster) = &state.cluster else {

@@ -141,6 +141,9 @@ fn render_core(error: &CoreError) -> Rendered {
             format!("Vault {vault} was not found on this Keystead deployment."),
         ),
         CoreError::Refused(refusal) => render_refusal(refusal),
+        CoreError::ReadOnly { region, detail } => {
+            read_only(&format!("Region {region} is read-only: {detail}"))
+        }
         CoreError::Unavailable(m) => plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
@@ -173,6 +176,19 @@ fn render_core(error: &CoreError) -> Rendered {
             "InternalServerError",
             "The server encountered an internal error.".into(),
         ),
+    }
+}
+
+/// A write refused because this region is read-only (a secondary whose primary is out of
+/// reach, a fenced primary, a primary without its lease). 403, which the Azure SDKs do not
+/// retry: the condition lasts until a failover or the primary's return, far longer than a
+/// retry policy's budget, and a fast clear error lets the caller fail over its own traffic.
+fn read_only(message: &str) -> Rendered {
+    Rendered {
+        status: StatusCode::FORBIDDEN,
+        code: "ReadOnlyMode",
+        inner: None,
+        message: format!("The vault is in read-only mode. {message}"),
     }
 }
 
@@ -244,6 +260,7 @@ fn render_refusal(refusal: &ApplyError) -> Rendered {
         ApplyError::RoleAssignmentExists(r) => plain(StatusCode::CONFLICT, "Conflict", format!("Role assignment {r} already exists.")),
         ApplyError::AlreadyInitialized => plain(StatusCode::CONFLICT, "Conflict", "The deployment is already initialized.".into()),
         ApplyError::Invalid(m) => plain(StatusCode::BAD_REQUEST, "BadParameter", m.clone()),
+        ApplyError::Region(m) => read_only(m),
         _ => plain(StatusCode::BAD_REQUEST, "BadParameter", refusal.to_string()),
     }
 }

@@ -12,6 +12,7 @@ mod error;
 mod host;
 mod keys;
 mod lifecycle;
+mod read_only;
 mod request;
 mod router;
 mod secrets;

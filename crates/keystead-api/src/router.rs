@@ -33,6 +33,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Membership administration, when this node is part of a cluster.
     pub cluster: Option<Arc<dyn keystead_core::cluster::ClusterAdmin>>,
+    /// Region roles and replication, when this node belongs to a multi-region deployment.
+    pub region: Option<Arc<dyn keystead_core::region::RegionControl>>,
 }
 
 /// The whole HTTP application.
@@ -159,6 +161,10 @@ async fn vault_request(
         }
     }
     let api_version = check_api_version(&query)?;
+    let region = state.region.as_ref().and_then(|r| r.view());
+    if let Some(view) = &region {
+        check_region_access(view, &method, &segs)?;
+    }
     let ctx = VaultCtx {
         state,
         host,
@@ -168,14 +174,22 @@ async fn vault_request(
         api_version,
     };
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let mut response = match segs.first().copied() {
-        Some("secrets") | Some("deletedsecrets") => {
-            secrets::route(&ctx, &method, &segs, body).await
+    // Commands proposed while handling this request are attributed to the caller.
+    let caller = ctx.caller.client_id.clone();
+    let routed = keystead_core::origin::scope(caller, async {
+        match segs.first().copied() {
+            Some("secrets") | Some("deletedsecrets") => {
+                secrets::route(&ctx, &method, &segs, body).await
+            }
+            Some("keys") | Some("deletedkeys") => keys::route(&ctx, &method, &segs, body).await,
+            Some("rng") if segs.len() == 1 => keys::rng(&ctx, &method, body).await,
+            _ => Err(ApiError::NoRoute),
         }
-        Some("keys") | Some("deletedkeys") => keys::route(&ctx, &method, &segs, body).await,
-        Some("rng") if segs.len() == 1 => keys::rng(&ctx, &method, body).await,
-        _ => Err(ApiError::NoRoute),
-    }?;
+    });
+    let mut response = routed.await?;
+    if let Some(view) = &region {
+        add_region_headers(&mut response, view);
+    }
     if stale {
         response.headers_mut().insert(
             HeaderName::from_static("x-keystead-stale-read"),
@@ -183,6 +197,58 @@ async fn vault_request(
         );
     }
     Ok(response)
+}
+
+/// On a secondary whose primary is out of reach, refuses at once what only the primary can
+/// do (see `read_only`): no key is generated, nothing is sealed, for a write that cannot land.
+fn check_region_access(
+    view: &keystead_core::region::RegionView,
+    method: &Method,
+    segs: &[String],
+) -> Result<(), ApiError> {
+    if view.role == keystead_model::RegionRole::Primary || view.primary_reachable {
+        return Ok(());
+    }
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match crate::read_only::classify(method, &segs) {
+        crate::read_only::Access::ReadOnlySet => Ok(()),
+        _ => Err(keystead_core::CoreError::ReadOnly {
+            region: view.region.clone(),
+            detail: format!(
+                "it is a secondary (epoch {}) and its primary region {} is unreachable; \
+                 only the read-only operation set is served until the primary returns or \
+                 this region is promoted",
+                view.epoch, view.primary
+            ),
+        }
+        .into()),
+    }
+}
+
+/// Which region answered and, on a secondary, how far behind the primary its state is.
+fn add_region_headers(response: &mut Response, view: &keystead_core::region::RegionView) {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&view.region) {
+        headers.insert(HeaderName::from_static("x-keystead-region"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-keystead-region-role"),
+        HeaderValue::from_static(view.role.as_str()),
+    );
+    if view.role == keystead_model::RegionRole::Secondary {
+        if let Ok(v) = HeaderValue::from_str(&view.lag_entries.to_string()) {
+            headers.insert(
+                HeaderName::from_static("x-keystead-replication-lag-entries"),
+                v,
+            );
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", view.lag_seconds)) {
+            headers.insert(
+                HeaderName::from_static("x-keystead-replication-lag-seconds"),
+                v,
+            );
+        }
+    }
 }
 
 async fn service_request(
@@ -213,9 +279,38 @@ async fn service_request(
                     .into_response(),
             })
         }
+        (Method::GET, ["metrics"]) => Ok(metrics(state)),
         (_, ["admin", ..]) => admin::route(state, req).await,
         _ => authority::route(state, host, req).await,
     }
+}
+
+/// Prometheus text: region role, epoch and replication lag (what an operator alerts on).
+fn metrics(state: &AppState) -> Response {
+    let mut out = String::new();
+    if let Some(view) = state.region.as_ref().and_then(|r| r.view()) {
+        let labels = format!("region=\"{}\"", view.region);
+        let primary = u8::from(view.role == keystead_model::RegionRole::Primary);
+        out.push_str(&format!(
+            "# TYPE keystead_region_primary gauge\nkeystead_region_primary{{{labels}}} {primary}\n\
+             # TYPE keystead_region_epoch gauge\nkeystead_region_epoch{{{labels}}} {}\n\
+             # TYPE keystead_replication_lag_entries gauge\nkeystead_replication_lag_entries{{{labels}}} {}\n\
+             # TYPE keystead_replication_lag_seconds gauge\nkeystead_replication_lag_seconds{{{labels}}} {}\n\
+             # TYPE keystead_region_primary_reachable gauge\nkeystead_region_primary_reachable{{{labels}}} {}\n",
+            view.epoch,
+            view.lag_entries,
+            view.lag_seconds,
+            u8::from(view.primary_reachable),
+        ));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 /// A vault request's body, already read in full by the router.

@@ -47,6 +47,10 @@ pub enum CoreError {
     /// caller should retry shortly.
     #[error("the service is temporarily unavailable: {0}")]
     Unavailable(String),
+    /// This region is not accepting writes: it is a secondary whose primary cannot be reached,
+    /// or a primary that is fenced or has lost its region lease.
+    #[error("region {region} is read-only: {detail}")]
+    ReadOnly { region: String, detail: String },
     /// Storage, crypto or runtime failure: a server fault, never the caller's.
     #[error("internal error: {0}")]
     Internal(String),

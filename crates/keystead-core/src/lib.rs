@@ -16,6 +16,8 @@ pub mod keys;
 pub mod log;
 mod node;
 pub mod objects;
+pub mod origin;
+pub mod region;
 pub mod retention;
 pub mod rotation;
 pub mod secrets;

@@ -128,10 +128,22 @@ impl Node {
         Ok(self.kek.open(aad, &open_sealed_box(ciphertext)?)?)
     }
 
+    /// Proposes `command`, attributed to the caller of the request being handled (see
+    /// [`crate::origin`]).
     pub(crate) async fn propose(
         &self,
         command: Command,
     ) -> Result<keystead_model::Applied, CoreError> {
+        let command = match crate::origin::current() {
+            Some(caller) if !command.is_region_local() => Command::Attributed {
+                origin: keystead_model::Origin {
+                    caller,
+                    at: self.clock.now(),
+                },
+                command: Box::new(command),
+            },
+            _ => command,
+        };
         self.log.propose(command).await
     }
 }

@@ -113,6 +113,36 @@ pub enum Command {
         name: ObjectName,
         policy: crate::RotationPolicy,
     },
+
+    /// A vault command with who asked for it. Applies exactly like `command`; the origin is
+    /// only kept in the region outbox (for divergence records).
+    Attributed {
+        origin: crate::region::Origin,
+        command: Box<Command>,
+    },
+
+    // Region commands: local to one region, never part of the replication stream.
+    /// Sets this region's topology view. `expected_epoch = None` is the first configuration
+    /// (refused once one exists); otherwise refused unless the current epoch matches, so two
+    /// racing role changes cannot both apply.
+    SetRegion {
+        expected_epoch: Option<u64>,
+        state: crate::region::RegionState,
+    },
+    /// On a secondary: the primary's entries, applied in `seq` order (already applied ones are
+    /// skipped; a gap is refused).
+    Replicate {
+        entries: Vec<crate::region::StreamEntry>,
+    },
+    /// On a secondary: replaces the vault state with the primary's at `seq` (catch-up after the
+    /// primary compacted its outbox past this region's position, or after a divergence).
+    InstallRegionSnapshot {
+        seq: u64,
+        epoch: u64,
+        state: Vec<u8>,
+    },
+    /// Records a divergence, or updates its status once the operator decided.
+    PutDivergence(crate::region::DivergenceRecord),
 }
 
 impl Command {
@@ -137,6 +167,33 @@ impl Command {
             Command::UpdateKey { .. } => "update_key",
             Command::SetRotationPolicy { .. } => "set_rotation_policy",
             Command::RotateKey { .. } => "rotate_key",
+            Command::Attributed { command, .. } => command.label(),
+            Command::SetRegion { .. } => "set_region",
+            Command::Replicate { .. } => "replicate",
+            Command::InstallRegionSnapshot { .. } => "install_region_snapshot",
+            Command::PutDivergence(_) => "put_divergence",
+        }
+    }
+}
+
+impl Command {
+    /// Region commands manage replication itself: they are applied only in the region that
+    /// proposed them, are never streamed, and are accepted on a secondary.
+    pub fn is_region_local(&self) -> bool {
+        matches!(
+            self,
+            Command::SetRegion { .. }
+                | Command::Replicate { .. }
+                | Command::InstallRegionSnapshot { .. }
+                | Command::PutDivergence(_)
+        )
+    }
+
+    /// The command without its attribution.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::Attributed { command, .. } => command.inner(),
+            other => other,
         }
     }
 }

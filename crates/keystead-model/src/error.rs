@@ -49,4 +49,8 @@ pub enum ApplyError {
     RotationSuperseded { name: String, replaces: String },
     #[error("invalid command: {0}")]
     Invalid(String),
+    /// Refused by the region state: a write on a secondary or a fenced primary, a stale epoch,
+    /// a gap in the replication stream.
+    #[error("{0}")]
+    Region(String),
 }

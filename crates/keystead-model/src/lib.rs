@@ -12,6 +12,7 @@ pub mod error;
 pub mod key;
 pub mod names;
 pub mod object;
+pub mod region;
 pub mod rules;
 pub mod vault;
 
@@ -26,6 +27,9 @@ pub use names::{ObjectName, VaultName};
 pub use object::{
     Attributes, AttributesPatch, Ciphertext, Deletion, ObjectKind, ObjectRecord, Payload,
     VersionRecord,
+};
+pub use region::{
+    DivergenceRecord, DivergenceStatus, EpochStart, Origin, RegionRole, RegionState, StreamEntry,
 };
 pub use vault::{RecoveryLevel, VaultSettings};
 

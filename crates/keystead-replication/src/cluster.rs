@@ -34,6 +34,11 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
+    /// Whether this node currently leads its region's Raft group.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.settings.node_id)
+    }
+
     pub async fn start(
         settings: ClusterSettings,
         store: Arc<Store>,

@@ -14,7 +14,7 @@ use keystead_model::{
 use redb::{ReadableTable, Table, WriteTransaction};
 
 /// Why an apply step stopped: a deterministic refusal, or a storage failure.
-enum Failure {
+pub(crate) enum Failure {
     Refused(ApplyError),
     Store(StoreError),
 }
@@ -43,7 +43,7 @@ impl From<redb::StorageError> for Failure {
     }
 }
 
-type Step = Result<Applied, Failure>;
+pub(crate) type Step = Result<Applied, Failure>;
 type Bytes<'t> = Table<'t, &'static str, &'static [u8]>;
 
 pub(crate) fn apply(
@@ -51,7 +51,7 @@ pub(crate) fn apply(
     index: u64,
     command: &Command,
 ) -> Result<ApplyResult, StoreError> {
-    let result = match dispatch(txn, command) {
+    let result = match step(txn, command) {
         Ok(applied) => Ok(applied),
         Err(Failure::Refused(e)) => Err(e),
         Err(Failure::Store(e)) => return Err(e),
@@ -61,7 +61,22 @@ pub(crate) fn apply(
     Ok(result)
 }
 
-fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
+/// Applies one command: region commands by the region rules; vault commands only where the
+/// region state admits them, recorded in the outbox when a region is configured.
+fn step(txn: &WriteTransaction, command: &Command) -> Step {
+    if command.is_region_local() {
+        return crate::region::apply(txn, command);
+    }
+    let region = crate::region::admit(txn)?;
+    let applied = dispatch(txn, command.inner())?;
+    if let Some(region) = region {
+        crate::region::append_outbox(txn, &region, command)?;
+    }
+    Ok(applied)
+}
+
+/// Applies one vault command (no region rules).
+pub(crate) fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
     match command {
         Command::InitDeployment(deployment) => init_deployment(txn, deployment),
         Command::CreateVault(settings) => create_vault(txn, settings),
@@ -207,6 +222,11 @@ fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
                 version: last,
             })
         }
+        Command::Attributed { command, .. } => dispatch(txn, command),
+        Command::SetRegion { .. }
+        | Command::Replicate { .. }
+        | Command::InstallRegionSnapshot { .. }
+        | Command::PutDivergence(_) => crate::region::apply(txn, command),
     }
 }
 

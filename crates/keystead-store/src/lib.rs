@@ -9,11 +9,13 @@ mod codec;
 pub mod error;
 mod raft;
 mod read;
+mod region;
 mod tables;
 
 pub use error::StoreError;
 pub use raft::ReplicatedEntry;
 pub use read::{Page, ReadView};
+pub use region::{RegionSnapshot, OUTBOX_KEEP};
 
 use keystead_model::{Applied, ApplyError, Command};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};

@@ -21,8 +21,9 @@ const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Raft metadata: vote, committed, last purged, state-machine applied state.
 const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
-/// State tables that make up a snapshot (everything but the logs).
-const STATE_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
+/// State tables that make up a Raft snapshot (everything but the logs): the vault state and
+/// this region's replication state.
+const STATE_TABLES: [TableDefinition<&str, &[u8]>; 10] = [
     tables::META,
     tables::VAULTS,
     tables::OBJECTS,
@@ -30,11 +31,55 @@ const STATE_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
     tables::PRINCIPALS,
     tables::ROLES,
     tables::ROTATION_POLICIES,
+    tables::REGION,
+    tables::OUTBOX,
+    tables::DIVERGENCE,
 ];
 
 #[derive(Serialize, Deserialize)]
-struct StateDump {
-    tables: Vec<Vec<(String, Vec<u8>)>>,
+pub(crate) struct StateDump {
+    pub(crate) tables: Vec<Vec<(String, Vec<u8>)>>,
+}
+
+impl StateDump {
+    /// Reads `defs` in full from one transaction.
+    pub(crate) fn read(
+        txn: &redb::ReadTransaction,
+        defs: &[TableDefinition<&str, &[u8]>],
+    ) -> Result<StateDump, StoreError> {
+        let mut dump = StateDump { tables: Vec::new() };
+        for def in defs {
+            let table = txn.open_table(*def)?;
+            let mut rows = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            dump.tables.push(rows);
+        }
+        Ok(dump)
+    }
+
+    /// Replaces the contents of `defs` with the dump's, inside `txn`.
+    pub(crate) fn write(
+        &self,
+        txn: &redb::WriteTransaction,
+        defs: &[TableDefinition<&str, &[u8]>],
+    ) -> Result<(), StoreError> {
+        if self.tables.len() != defs.len() {
+            return Err(StoreError::Corrupt(
+                "snapshot has the wrong table count".into(),
+            ));
+        }
+        for (def, rows) in defs.iter().zip(&self.tables) {
+            let mut table = txn.open_table(*def)?;
+            table.retain(|_, _| false)?;
+            for (k, v) in rows {
+                table.insert(k.as_str(), v.as_slice())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One replicated entry to apply: its Raft index and, for normal entries, the command
@@ -164,16 +209,7 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let mut dump = StateDump { tables: Vec::new() };
-        for def in STATE_TABLES {
-            let table = txn.open_table(def)?;
-            let mut rows = Vec::new();
-            for row in table.iter()? {
-                let (k, v) = row?;
-                rows.push((k.value().to_string(), v.value().to_vec()));
-            }
-            dump.tables.push(rows);
-        }
+        let dump = StateDump::read(&txn, &STATE_TABLES)?;
         Ok((codec::encode(&dump)?, applied))
     }
 
@@ -185,19 +221,8 @@ impl Store {
         applied_state: &[u8],
     ) -> Result<(), StoreError> {
         let dump: StateDump = codec::decode(data)?;
-        if dump.tables.len() != STATE_TABLES.len() {
-            return Err(StoreError::Corrupt(
-                "snapshot has the wrong table count".into(),
-            ));
-        }
         let txn = self.db.begin_write()?;
-        for (def, rows) in STATE_TABLES.into_iter().zip(&dump.tables) {
-            let mut table = txn.open_table(def)?;
-            table.retain(|_, _| false)?;
-            for (k, v) in rows {
-                table.insert(k.as_str(), v.as_slice())?;
-            }
-        }
+        dump.write(&txn, &STATE_TABLES)?;
         txn.open_table(RAFT_META)?
             .insert(applied_key, applied_state)?;
         txn.commit()?;

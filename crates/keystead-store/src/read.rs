@@ -35,6 +35,29 @@ impl ReadView {
         Ok(get::<u64>(&meta, tables::META_LAST_APPLIED)?.unwrap_or(0))
     }
 
+    /// This region's topology view, once a region is configured.
+    pub fn region_state(&self) -> Result<Option<keystead_model::RegionState>, StoreError> {
+        crate::region::read_state(&self.txn)
+    }
+
+    /// The stream position this node's state reflects.
+    pub fn region_seq(&self) -> Result<u64, StoreError> {
+        crate::region::read_seq(&self.txn)
+    }
+
+    /// Stream entries from `from` (inclusive), at most `limit`, and the oldest one still held.
+    pub fn region_outbox(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<keystead_model::StreamEntry>, Option<u64>), StoreError> {
+        crate::region::read_outbox(&self.txn, from, limit)
+    }
+
+    pub fn divergences(&self) -> Result<Vec<keystead_model::DivergenceRecord>, StoreError> {
+        crate::region::read_divergences(&self.txn)
+    }
+
     pub fn vault(&self, name: &VaultName) -> Result<Option<VaultSettings>, StoreError> {
         let vaults = self.txn.open_table(tables::VAULTS)?;
         get(&vaults, name.as_str())

@@ -24,6 +24,22 @@ pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("rol
 pub(crate) const ROTATION_POLICIES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("rotation_policies");
 
+/// "state" → `RegionState`, "seq" → u64 (the last vault command's stream sequence number).
+pub(crate) const REGION: TableDefinition<&str, &[u8]> = TableDefinition::new("region");
+/// zero-padded seq → `StreamEntry`: the most recent vault commands, for secondaries.
+pub(crate) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("region_outbox");
+/// record id → `DivergenceRecord`.
+pub(crate) const DIVERGENCE: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("region_divergence");
+
+pub(crate) const REGION_STATE: &str = "state";
+pub(crate) const REGION_SEQ: &str = "seq";
+
+/// The outbox key of `seq`: fixed width, so string order is numeric order.
+pub(crate) fn outbox_key(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
 pub(crate) const META_DEPLOYMENT: &str = "deployment";
 pub(crate) const META_LAST_APPLIED: &str = "last_applied";
 
@@ -36,6 +52,9 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PRINCIPALS)?;
     txn.open_table(ROLES)?;
     txn.open_table(ROTATION_POLICIES)?;
+    txn.open_table(REGION)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(DIVERGENCE)?;
     Ok(())
 }
 

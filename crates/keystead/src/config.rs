@@ -20,6 +20,19 @@
 //! region = "region-1"
 //! ca = "/etc/keystead/cluster-ca.pem"       # peers must present certificates from this CA
 //! bootstrap = true                          # only on the first node: initialize the cluster
+//! [region]                                  # optional: one region of a multi-region deployment
+//! name = "east"
+//! listen = "10.0.0.1:7441"                  # region listener (mutual TLS, deployment CA)
+//! ca = "/etc/keystead/cluster-ca.pem"
+//! initial_primary = "east"
+//! witness = "10.9.0.1:7900"                 # optional; required by failover = "promote"
+//! failover = "read-only"                    # manual | read-only | promote
+//! failover_after_ms = 10000                 # promote: after this long without the primary
+//! lease_ms = 2000                           # primary's write lease (with a witness)
+//! failback = "manual"                       # manual | automatic
+//! [[region.peers]]
+//! name = "west"
+//! addrs = ["10.1.0.1:7441", "10.1.0.2:7441"]
 //! ```
 //!
 //! In cluster mode `[tls]` is required: the same certificate (issued by the cluster CA, see
@@ -41,6 +54,89 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     pub kek: KekConfig,
     pub cluster: Option<ClusterConfig>,
+    pub region: Option<RegionConfig>,
+}
+
+/// `[region]`: this node's region in a multi-region deployment (see `keystead_region`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub name: String,
+    /// The region listener (mutual TLS with the deployment CA).
+    pub listen: SocketAddr,
+    pub ca: PathBuf,
+    /// The primary region on first start (and the one automatic failback returns to).
+    pub initial_primary: String,
+    pub witness: Option<String>,
+    #[serde(default = "default_failover")]
+    pub failover: keystead_region::FailoverPolicy,
+    #[serde(default = "default_failover_after_ms")]
+    pub failover_after_ms: u64,
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    #[serde(default = "default_failback")]
+    pub failback: keystead_region::Failback,
+    pub source_ip: Option<std::net::IpAddr>,
+    pub peers: Vec<keystead_region::PeerRegion>,
+}
+
+fn default_failover() -> keystead_region::FailoverPolicy {
+    keystead_region::FailoverPolicy::ReadOnly
+}
+
+fn default_failover_after_ms() -> u64 {
+    10_000
+}
+
+fn default_lease_ms() -> u64 {
+    2_000
+}
+
+fn default_failback() -> keystead_region::Failback {
+    keystead_region::Failback::Manual
+}
+
+impl RegionConfig {
+    pub fn settings(&self) -> keystead_region::RegionSettings {
+        keystead_region::RegionSettings {
+            name: self.name.clone(),
+            listen: self.listen,
+            initial_primary: self.initial_primary.clone(),
+            peers: self.peers.clone(),
+            witness: self.witness.clone(),
+            failover: self.failover,
+            failover_after: std::time::Duration::from_millis(self.failover_after_ms),
+            lease: std::time::Duration::from_millis(self.lease_ms),
+            failback: self.failback,
+            source_ip: self.source_ip,
+        }
+    }
+}
+
+/// `keystead witness --config FILE`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    pub listen: SocketAddr,
+    pub state_file: PathBuf,
+    pub ca: PathBuf,
+    pub tls: TlsConfig,
+    pub kek: KekConfig,
+    /// After a restart, refuse promotions this long (>= the longest lease).
+    #[serde(default = "default_restart_grace_ms")]
+    pub restart_grace_ms: u64,
+}
+
+fn default_restart_grace_ms() -> u64 {
+    10_000
+}
+
+impl WitnessConfig {
+    pub fn load(path: &Path) -> Result<WitnessConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 #[derive(Deserialize, Debug)]

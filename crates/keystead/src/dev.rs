@@ -40,7 +40,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     };
     let credentials_path = data_dir.join("dev-credentials.json");
     let base_domain = args.base_domain.clone();
-    server::run(node, None, listener, move |addr| {
+    server::run(node, None, None, listener, move |addr| {
         print_environment(&credentials_path, &base_domain);
         tracing::info!(%addr, "keystead dev vault ready");
     })

@@ -6,8 +6,10 @@ use crate::files::write_atomic;
 use crate::tls::{self, TlsMaterial};
 use keystead_api::{ApiConfig, AppState};
 use keystead_core::cluster::ClusterAdmin;
-use keystead_core::{Bootstrap, Node, NodeConfig, SystemClock};
+use keystead_core::region::RegionControl;
+use keystead_core::{Bootstrap, CommandLog, LocalLog, Node, NodeConfig, SystemClock};
 use keystead_crypto::Kek;
+use keystead_region::{RegionHandle, RegionLog};
 use keystead_replication::types::NodeInfo;
 use keystead_replication::{ClusterNode, ClusterSettings, PeerTls};
 use keystead_store::Store;
@@ -61,6 +63,7 @@ pub fn absolute(path: &Path) -> PathBuf {
 pub async fn run(
     node: Arc<Node>,
     cluster: Option<Arc<dyn ClusterAdmin>>,
+    region: Option<Arc<dyn RegionControl>>,
     listener: Listener,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
@@ -78,6 +81,7 @@ pub async fn run(
             allow_stale_reads: listener.allow_stale_reads,
         }),
         cluster,
+        region,
     };
     let app = keystead_api::app(state);
     let handle = axum_server::Handle::new();
@@ -139,19 +143,24 @@ async fn wait_for_signal() {
 /// `keystead serve --config FILE`.
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let kek = config.kek.load()?;
+    let replicated = config.cluster.is_some() || config.region.is_some();
     let tls = match &config.tls {
         Some(files) => tls::load_files(&files.cert, &files.key, &kek)?,
-        None if config.cluster.is_some() => {
-            return Err("[cluster] needs [tls] with a certificate from the cluster CA (see `keystead cluster init`)".into())
+        None if replicated => {
+            return Err("[cluster] and [region] need [tls] with a certificate from the deployment CA (see `keystead cluster init` / `keystead geo init`)".into())
         }
         None => tls::load_or_create(&config.data_dir, &kek, &config.base_domain)?,
     };
-    let (node, bootstrap, cluster) = match &config.cluster {
-        None => {
-            let (node, bootstrap) = open_node(&config.data_dir, kek).await?;
-            (node, bootstrap, None)
+    let opened = if replicated {
+        open_replicated(&config, kek, &tls).await?
+    } else {
+        let (node, bootstrap) = open_node(&config.data_dir, kek).await?;
+        Opened {
+            node,
+            bootstrap,
+            cluster: None,
+            region: None,
         }
-        Some(cluster) => open_cluster_node(&config, cluster, kek, &tls).await?,
     };
     let endpoint = config
         .authority_url
@@ -160,8 +169,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let ca_cert = tls
         .ca_cert_path
         .clone()
-        .or_else(|| config.cluster.as_ref().map(|c| c.ca.clone()));
-    write_admin_file(&config.data_dir, &bootstrap, &endpoint, ca_cert.as_ref())?;
+        .or_else(|| config.cluster.as_ref().map(|c| c.ca.clone()))
+        .or_else(|| config.region.as_ref().map(|r| r.ca.clone()));
+    write_admin_file(
+        &config.data_dir,
+        &opened.bootstrap,
+        &endpoint,
+        ca_cert.as_ref(),
+    )?;
     let listener = Listener {
         listen: config.listen,
         allow_stale_reads: config.cluster.as_ref().is_some_and(|c| c.stale_reads),
@@ -169,34 +184,148 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         authority_url: config.authority_url.clone(),
         tls,
     };
-    run(node, cluster, listener, |addr| {
-        tracing::info!(%addr, "keystead serving");
-    })
+    run(
+        opened.node,
+        opened.cluster,
+        opened.region,
+        listener,
+        |addr| {
+            tracing::info!(%addr, "keystead serving");
+        },
+    )
     .await
 }
 
-/// Starts this node's Raft member, waits until the deployment exists in the replicated state
-/// (the bootstrap node creates it; others receive it once joined), then opens the node over the
-/// replicated log.
-async fn open_cluster_node(
+/// A node opened over a replicated log, with what the admin API needs to manage it.
+struct Opened {
+    node: Arc<Node>,
+    bootstrap: Bootstrap,
+    cluster: Option<Arc<dyn ClusterAdmin>>,
+    region: Option<Arc<dyn RegionControl>>,
+}
+
+/// The region's own log: a Raft member (`[cluster]`) or the single-node log.
+struct RegionMember {
+    log: Arc<dyn CommandLog>,
+    is_leader: keystead_region::LeaderCheck,
+    cluster: Option<Arc<dyn ClusterAdmin>>,
+    /// This node creates the region's first state (the cluster's bootstrap node, or a single
+    /// node); the others receive it.
+    bootstraps: bool,
+}
+
+/// Opens a node of a cluster and/or of a multi-region deployment: starts the Raft member (if
+/// any), the region runtime (if any), waits until the deployment exists in the local state
+/// (created by the bootstrap node of the primary region; others receive it by replication),
+/// then opens the node over the resulting log.
+async fn open_replicated(
     config: &ServeConfig,
-    cluster: &ClusterConfig,
     kek: Kek,
     tls: &TlsMaterial,
-) -> Result<(Arc<Node>, Bootstrap, Option<Arc<dyn ClusterAdmin>>), String> {
+) -> Result<Opened, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
     let store = Arc::new(
         Store::open(&config.data_dir.join("keystead.redb"))
             .map_err(|e| format!("opening the store: {e}"))?,
     );
+    let ca_path = config
+        .cluster
+        .as_ref()
+        .map(|c| c.ca.clone())
+        .or_else(|| config.region.as_ref().map(|r| r.ca.clone()))
+        .ok_or("no CA configured")?;
     let ca_pem =
-        std::fs::read(&cluster.ca).map_err(|e| format!("reading {}: {e}", cluster.ca.display()))?;
+        std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
     let peer_tls = PeerTls {
         ca_pem,
         cert_pem: tls.cert_pem.clone().into_bytes(),
         key_pem: zeroize::Zeroizing::new(tls.key_pem.as_bytes().to_vec()),
     };
+    let member = match &config.cluster {
+        Some(cluster) => start_cluster_member(config, cluster, store.clone(), &peer_tls).await?,
+        None => RegionMember {
+            log: Arc::new(LocalLog::new(store.clone())),
+            is_leader: Box::new(|| true),
+            cluster: None,
+            bootstraps: true,
+        },
+    };
+    let mut wait_for_deployment = !member.bootstraps;
+    let (log, region): (Arc<dyn CommandLog>, Option<Arc<dyn RegionControl>>) = match &config.region
+    {
+        None => (member.log, None),
+        Some(region_config) => {
+            wait_for_deployment |= region_config.initial_primary != region_config.name;
+            let region = keystead_region::start(
+                region_config.settings(),
+                store.clone(),
+                member.log,
+                &peer_tls,
+                member.is_leader,
+                member.bootstraps,
+            )
+            .await?;
+            (
+                Arc::new(RegionLog::new(region.clone())),
+                Some(Arc::new(RegionHandle(region))),
+            )
+        }
+    };
+    if wait_for_deployment {
+        let mut waited = 0u64;
+        while store
+            .read()
+            .and_then(|r| r.deployment())
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            if waited.is_multiple_of(50) {
+                tracing::info!(
+                    "waiting for the deployment to arrive (cluster join, or replication from the primary region)"
+                );
+            }
+            waited += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // The first write of a new primary may wait for its region lease (the peers may still be
+    // starting): retry for a while.
+    let mut attempt = 0;
+    let (node, bootstrap) = loop {
+        let clock = Arc::new(SystemClock::default());
+        match Node::open(
+            NodeConfig::new(config.data_dir.clone()),
+            store.clone(),
+            log.clone(),
+            kek.clone(),
+            clock,
+        )
+        .await
+        {
+            Ok(opened) => break opened,
+            Err(e) if attempt < 60 && region.is_some() => {
+                attempt += 1;
+                tracing::info!(error = %e, "opening the node; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(format!("opening the node: {e}")),
+        }
+    };
+    Ok(Opened {
+        node: Arc::new(node),
+        bootstrap,
+        cluster: member.cluster,
+        region,
+    })
+}
+
+async fn start_cluster_member(
+    config: &ServeConfig,
+    cluster: &ClusterConfig,
+    store: Arc<Store>,
+    peer_tls: &PeerTls,
+) -> Result<RegionMember, String> {
     let settings = ClusterSettings {
         node_id: cluster.node_id,
         listen: cluster.listen,
@@ -221,38 +350,12 @@ async fn open_cluster_node(
         source_ip: cluster.source_ip,
         snapshot_logs: cluster.snapshot_logs,
     };
-    let member = ClusterNode::start(settings, store.clone(), peer_tls).await?;
-    if !cluster.bootstrap {
-        let mut waited = 0u64;
-        while store
-            .read()
-            .and_then(|r| r.deployment())
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
-            if waited.is_multiple_of(50) {
-                tracing::info!(
-                    node_id = cluster.node_id,
-                    "waiting to be joined to the cluster (keystead cluster join on the leader)"
-                );
-            }
-            waited += 1;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    let clock = Arc::new(SystemClock::default());
-    let (node, bootstrap) = Node::open(
-        NodeConfig::new(config.data_dir.clone()),
-        store,
-        member.log.clone(),
-        kek,
-        clock,
-    )
-    .await
-    .map_err(|e| format!("opening the node: {e}"))?;
-    Ok((
-        Arc::new(node),
-        bootstrap,
-        Some(member as Arc<dyn ClusterAdmin>),
-    ))
+    let member = ClusterNode::start(settings, store, peer_tls.clone()).await?;
+    let leader = member.clone();
+    Ok(RegionMember {
+        log: member.log.clone(),
+        is_leader: Box::new(move || leader.is_leader()),
+        cluster: Some(member as Arc<dyn ClusterAdmin>),
+        bootstraps: cluster.bootstrap,
+    })
 }
