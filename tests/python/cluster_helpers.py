@@ -12,54 +12,23 @@ from typing import Dict, List, Optional
 import requests
 
 from keystead_helpers import free_port, make_session
+from process_helpers import Proc
 
 HTTP_TIMEOUT_S = 10
 
 
-class Node:
+class Node(Proc):
     def __init__(self, binary: str, node_id: int, config: Path, api_port: int, cluster_port: int, zone: str):
-        self.binary = binary
+        super().__init__(binary, f"node {node_id}", ["serve", "--config", str(config)],
+                         config.parent / f"node-{node_id}.log")
         self.node_id = node_id
         self.config = config
         self.api_port = api_port
         self.cluster_port = cluster_port
         self.zone = zone
-        self.proc: Optional[subprocess.Popen] = None
-        self.log = config.parent / f"node-{node_id}.log"
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        with open(self.log, "ab") as log:
-            log.write(f"\n===== start node {self.node_id} =====\n".encode())
-            self.proc = subprocess.Popen([self.binary, "serve", "--config", str(self.config)],
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-
-    def kill9(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def vault_url(self, vault: str) -> str:
         return f"https://{vault}.vault.localhost:{self.api_port}"
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 class Cluster:

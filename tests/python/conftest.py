@@ -54,6 +54,11 @@ def pytest_runtest_makereport(item, call):
         if isinstance(val, Keystead) and id(val) not in seen:
             seen.add(id(val))
             rep.sections.append((f"keystead stderr tail (port {val.port})", val.stderr_tail()))
+        # Multi-process deployments (regions, clusters): every process's log tail.
+        for proc in list(getattr(val, "nodes", []) or []) + [getattr(val, "witness", None)]:
+            if proc is not None and hasattr(proc, "tail") and id(proc) not in seen:
+                seen.add(id(proc))
+                rep.sections.append((f"{getattr(proc, 'name', 'process')} log tail", proc.tail()))
 
 
 # ------------------------------------------------------------------ fixtures

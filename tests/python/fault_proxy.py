@@ -11,8 +11,10 @@ from typing import Dict, Set
 
 
 class FaultProxy:
-    def __init__(self, listen_port: int, target_port: int, sources: Dict[str, int]):
+    def __init__(self, listen_port: int, target_port: int, sources: Dict[str, int], delay_s: float = 0.0):
         self.listen_port = listen_port
+        # One-way latency added to every chunk in each direction (tc netem is not available here).
+        self.delay_s = delay_s
         self.target_port = target_port
         self.sources = sources            # source IP -> node id
         self.blocked: Set[int] = set()
@@ -38,6 +40,8 @@ class FaultProxy:
                 data = await reader.read(65536)
                 if not data:
                     break
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

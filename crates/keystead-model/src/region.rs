@@ -50,6 +50,9 @@ pub struct RegionState {
     pub fenced: bool,
     /// Every epoch this region has learned of, oldest first.
     pub history: Vec<EpochStart>,
+    /// How many recent stream entries the outbox keeps; a secondary further behind catches up
+    /// from a snapshot. Part of the state so that every replica trims alike.
+    pub outbox_keep: u64,
 }
 
 impl RegionState {

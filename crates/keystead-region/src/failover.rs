@@ -102,6 +102,7 @@ pub(crate) async fn promote(
         primary: me.clone(),
         fenced: false,
         history,
+        outbox_keep: state.outbox_keep,
     };
     region.set_state(state.epoch, promoted.clone()).await?;
     tracing::warn!(region = %me, epoch, start_seq, "promoted to primary");

@@ -65,8 +65,8 @@ async fn forward(
     if !region.primary_reachable() {
         return Err(read_only(format!(
             "it is a secondary and its primary region {primary} is unreachable \
-             (epoch {epoch}; failover policy {:?})",
-            region.settings.failover
+             (epoch {epoch}; failover policy {})",
+            region.settings.failover.as_str()
         )));
     }
     let peer = region

@@ -140,6 +140,7 @@ impl Region {
                 primary,
                 start_seq: 0,
             }],
+            outbox_keep: self.settings.outbox_keep,
         };
         match self
             .inner
@@ -184,6 +185,7 @@ impl Region {
             primary: topology.primary.clone(),
             fenced: false,
             history: merge_history(&current.history, &topology.history),
+            outbox_keep: current.outbox_keep,
         };
         self.set_state(current.epoch, state).await
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 /// What a secondary does when it loses its primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum FailoverPolicy {
     /// Nothing automatic; the operator decides (`keystead region failover`).
     Manual,
@@ -51,6 +52,27 @@ pub struct RegionSettings {
     pub failback: Failback,
     /// Local address for outgoing region connections (fault tests).
     pub source_ip: Option<IpAddr>,
+    /// Stream entries the outbox keeps (recorded in the region state on first start).
+    pub outbox_keep: u64,
+}
+
+impl FailoverPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverPolicy::Manual => "manual",
+            FailoverPolicy::ReadOnly => "read-only",
+            FailoverPolicy::Promote => "promote",
+        }
+    }
+}
+
+impl Failback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failback::Manual => "manual",
+            Failback::Automatic => "automatic",
+        }
+    }
 }
 
 impl RegionSettings {

@@ -34,8 +34,9 @@ pub(crate) fn local(region: &Region) -> Result<Value, CoreError> {
         "lag_seconds": if primary { 0.0 } else { lag_seconds },
         "primary_reachable": primary || region.primary_reachable(),
         "lease_valid": primary && region.lease_valid(),
-        "failover": format!("{:?}", region.settings.failover).to_lowercase(),
-        "failback": format!("{:?}", region.settings.failback).to_lowercase(),
+        "failover": region.settings.failover.as_str(),
+        "failback": region.settings.failback.as_str(),
+        "outbox_keep": state.outbox_keep,
         "divergences_pending": pending,
         "history": state.history,
     }))

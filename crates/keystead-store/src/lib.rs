@@ -15,7 +15,7 @@ mod tables;
 pub use error::StoreError;
 pub use raft::ReplicatedEntry;
 pub use read::{Page, ReadView};
-pub use region::{RegionSnapshot, OUTBOX_KEEP};
+pub use region::RegionSnapshot;
 
 use keystead_model::{Applied, ApplyError, Command};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};

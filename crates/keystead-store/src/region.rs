@@ -16,10 +16,6 @@ use keystead_model::{
 };
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-/// How many recent stream entries the outbox keeps. A secondary further behind than this
-/// catches up from a snapshot instead.
-pub const OUTBOX_KEEP: u64 = 100_000;
-
 /// The vault state a cross-region snapshot carries: everything but the region's own tables.
 const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
     tables::META,
@@ -75,14 +71,17 @@ pub(crate) fn append_outbox(
         epoch: state.epoch,
         command: command.clone(),
     };
-    write_entry(txn, &entry)
+    write_entry(txn, state.outbox_keep, &entry)
 }
 
-fn write_entry(txn: &WriteTransaction, entry: &StreamEntry) -> Result<(), StoreError> {
+fn write_entry(txn: &WriteTransaction, keep: u64, entry: &StreamEntry) -> Result<(), StoreError> {
     let mut outbox = txn.open_table(tables::OUTBOX)?;
     put(&mut outbox, &tables::outbox_key(entry.seq), entry)?;
-    if entry.seq > OUTBOX_KEEP {
-        outbox.remove(tables::outbox_key(entry.seq - OUTBOX_KEEP).as_str())?;
+    let keep = keep.max(1);
+    // Trim everything older than the window (a lowered `outbox_keep` trims the excess too).
+    if entry.seq > keep {
+        let oldest_kept = tables::outbox_key(entry.seq - keep + 1);
+        outbox.retain_in::<&str, _>(..oldest_kept.as_str(), |_, _| false)?;
     }
     put(
         &mut txn.open_table(tables::REGION)?,
@@ -148,7 +147,7 @@ fn require_secondary(txn: &WriteTransaction) -> Result<RegionState, Failure> {
 }
 
 fn replicate(txn: &WriteTransaction, entries: &[StreamEntry]) -> Step {
-    require_secondary(txn)?;
+    let state = require_secondary(txn)?;
     let next = seq(txn)? + 1;
     // Decide every refusal before the first write.
     let fresh: Vec<&StreamEntry> = entries.iter().filter(|e| e.seq >= next).collect();
@@ -172,7 +171,7 @@ fn replicate(txn: &WriteTransaction, entries: &[StreamEntry]) -> Step {
             Ok(_) | Err(Failure::Refused(_)) => {}
             Err(store) => return Err(store),
         }
-        write_entry(txn, entry)?;
+        write_entry(txn, state.outbox_keep, entry)?;
     }
     Ok(Applied::Done)
 }

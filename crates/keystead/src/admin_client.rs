@@ -50,7 +50,7 @@ impl AdminClient {
             reqwest::Certificate::from_pem(&ca_pem).map_err(|e| format!("CA certificate: {e}"))?;
         let http = reqwest::Client::builder()
             .add_root_certificate(ca)
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(AdminClient {

@@ -39,6 +39,118 @@ enum Command {
     /// Create and manage a zone-redundant cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Regions of a multi-region deployment: status, switchover, failover, divergence.
+    #[command(subcommand)]
+    Region(RegionCommand),
+    /// Generate a multi-region deployment's keys, certificates and configs.
+    #[command(subcommand)]
+    Geo(GeoCommand),
+    /// Run the deployment's witness (a third party in failover decisions).
+    Witness {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Demonstrations that start everything on this machine.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Subcommand)]
+enum RegionCommand {
+    /// Each region's role, epoch, position and replication lag, and the witness.
+    Status {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Planned switchover: fence the primary, catch TO up, promote it. Loses nothing.
+    Switchover {
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Promote TO at its current position. Writes the old primary acknowledged but did not
+    /// replicate become a divergence record on the old primary when it returns.
+    Failover {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Writes of a superseded primary that never reached its successor.
+    #[command(subcommand)]
+    Divergence(DivergenceCommand),
+}
+
+#[derive(Subcommand)]
+enum DivergenceCommand {
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Re-apply the record's writes onto the current primary; conflicts are reported.
+    Apply {
+        id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    Discard {
+        id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum GeoCommand {
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        /// Region names; the first is the initial primary.
+        #[arg(long, default_value = "east,west")]
+        regions: String,
+        #[arg(long, default_value_t = 3)]
+        nodes_per_region: u64,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 8441)]
+        base_port: u16,
+        #[arg(long, default_value = "vault.localhost")]
+        base_domain: String,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        witness: bool,
+        /// manual | read-only | promote
+        #[arg(long, default_value = "read-only")]
+        failover: String,
+        #[arg(long, default_value_t = 10_000)]
+        failover_after_ms: u64,
+        #[arg(long, default_value_t = 2_000)]
+        lease_ms: u64,
+        /// manual | automatic
+        #[arg(long, default_value = "manual")]
+        failback: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Two regions of three zones each plus a witness, on this machine.
+    Geo {
+        #[arg(long, default_value = "./keystead-geo-demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 8441)]
+        base_port: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -225,6 +337,84 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Principal(cmd) => principal(cmd).await,
         Command::Role(cmd) => role(cmd).await,
         Command::Cluster(cmd) => cluster(cmd).await,
+        Command::Region(cmd) => region(cmd).await,
+        Command::Geo(GeoCommand::Init {
+            out,
+            regions,
+            nodes_per_region,
+            host,
+            base_port,
+            base_domain,
+            witness,
+            failover,
+            failover_after_ms,
+            lease_ms,
+            failback,
+        }) => {
+            let plan = crate::geo_cmd::GeoPlan {
+                out,
+                regions: regions
+                    .split(',')
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect(),
+                nodes_per_region,
+                host,
+                base_port,
+                base_domain,
+                witness,
+                failover,
+                failover_after_ms,
+                lease_ms,
+                failback,
+            };
+            print(crate::geo_cmd::layout_json(&crate::geo_cmd::init(&plan)?))
+        }
+        Command::Witness { config } => {
+            crate::geo_cmd::witness(config::WitnessConfig::load(&config)?).await
+        }
+        Command::Demo(DemoCommand::Geo { out, base_port }) => {
+            crate::demo_geo::run(crate::demo_geo::DemoArgs { out, base_port }).await
+        }
+    }
+}
+
+async fn region(cmd: RegionCommand) -> Result<(), String> {
+    let request = |target: &AdminTarget, body: serde_json::Value| {
+        let client = AdminClient::new(target);
+        async move { client?.post("/admin/region", body).await }
+    };
+    match cmd {
+        RegionCommand::Status { json, target } => {
+            let status = AdminClient::new(&target)?.get("/admin/region").await?;
+            if json {
+                print(status)
+            } else {
+                crate::demo_geo::print_status(&status);
+                Ok(())
+            }
+        }
+        RegionCommand::Switchover { to, target } => {
+            print(request(&target, json!({"op": "switchover", "to": to})).await?)
+        }
+        RegionCommand::Failover { to, force, target } => {
+            print(request(&target, json!({"op": "failover", "to": to, "force": force})).await?)
+        }
+        RegionCommand::Divergence(cmd) => {
+            let (body, target) = match cmd {
+                DivergenceCommand::List { target } => (json!({"op": "divergence_list"}), target),
+                DivergenceCommand::Show { id, target } => {
+                    (json!({"op": "divergence_show", "id": id}), target)
+                }
+                DivergenceCommand::Apply { id, target } => {
+                    (json!({"op": "divergence_apply", "id": id}), target)
+                }
+                DivergenceCommand::Discard { id, target } => {
+                    (json!({"op": "divergence_discard", "id": id}), target)
+                }
+            };
+            print(request(&target, body).await?)
+        }
     }
 }
 

@@ -73,14 +73,20 @@ pub fn init(plan: &InitPlan) -> Result<serde_json::Value, String> {
 }
 
 fn san_list(plan: &InitPlan) -> Vec<String> {
+    certificate_names(&plan.host, &plan.base_domain)
+}
+
+/// The names every node certificate carries: loopback, the vault domain (and its vaults) and
+/// the host the nodes are reached at.
+pub(crate) fn certificate_names(host: &str, base_domain: &str) -> Vec<String> {
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
-        plan.base_domain.clone(),
-        format!("*.{}", plan.base_domain),
+        base_domain.to_string(),
+        format!("*.{base_domain}"),
     ];
-    if !names.contains(&plan.host) {
-        names.push(plan.host.clone());
+    if !names.iter().any(|n| n == host) {
+        names.push(host.to_string());
     }
     names
 }

@@ -77,7 +77,14 @@ pub struct RegionConfig {
     #[serde(default = "default_failback")]
     pub failback: keystead_region::Failback,
     pub source_ip: Option<std::net::IpAddr>,
+    /// Stream entries the primary keeps for secondaries (fixed at first start).
+    #[serde(default = "default_outbox_keep")]
+    pub outbox_keep: u64,
     pub peers: Vec<keystead_region::PeerRegion>,
+}
+
+fn default_outbox_keep() -> u64 {
+    100_000
 }
 
 fn default_failover() -> keystead_region::FailoverPolicy {
@@ -109,6 +116,7 @@ impl RegionConfig {
             lease: std::time::Duration::from_millis(self.lease_ms),
             failback: self.failback,
             source_ip: self.source_ip,
+            outbox_keep: self.outbox_keep,
         }
     }
 }

@@ -1,11 +1,14 @@
-//! `keystead`: the server (`dev`, `serve`) and the admin CLI (`vault`, `principal`, `role`).
+//! `keystead`: the server (`dev`, `serve`, `witness`, `demo geo`) and the admin CLI (`vault`,
+//! `principal`, `role`, `cluster`, `region`, `geo init`).
 
 mod admin_client;
 mod cli;
 mod cluster_cmd;
 mod config;
+mod demo_geo;
 mod dev;
 mod files;
+mod geo_cmd;
 mod server;
 mod tls;
 
