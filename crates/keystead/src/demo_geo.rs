@@ -173,7 +173,9 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     println!("Watch:            keystead region status --endpoint https://127.0.0.1:{} --token=... --ca-cert ...", layout.nodes[3].api_port);
     println!("Logs:             {}", logs.display());
     println!("Ctrl-C stops the demo.");
-    let _ = tokio::signal::ctrl_c().await;
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    crate::server::wait_for_signal().await;
     drop(children);
     Ok(())
 }
