@@ -142,4 +142,6 @@ fn append_one(
 }
 
 #[cfg(test)]
+mod region_tests;
+#[cfg(test)]
 mod tests;

@@ -4,15 +4,15 @@ use super::*;
 use keystead_model::*;
 use std::collections::BTreeMap;
 
-fn vault() -> VaultName {
+pub(crate) fn vault() -> VaultName {
     VaultName::parse("demo").unwrap()
 }
 
-fn name(n: &str) -> ObjectName {
+pub(crate) fn name(n: &str) -> ObjectName {
     ObjectName::parse(n).unwrap()
 }
 
-fn version(id: &str, at: i64) -> VersionRecord {
+pub(crate) fn version(id: &str, at: i64) -> VersionRecord {
     VersionRecord {
         version: id.to_string(),
         attributes: Attributes {
@@ -30,7 +30,7 @@ fn version(id: &str, at: i64) -> VersionRecord {
     }
 }
 
-fn open() -> (tempfile::TempDir, Store) {
+pub(crate) fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.redb")).unwrap();
     let create = Command::CreateVault(VaultSettings {
@@ -43,7 +43,7 @@ fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn put(store: &Store, n: &str, v: &str) -> ApplyResult {
+pub(crate) fn put(store: &Store, n: &str, v: &str) -> ApplyResult {
     let cmd = Command::PutVersion {
         vault: vault(),
         kind: ObjectKind::Secret,
