@@ -28,6 +28,13 @@ pub trait CommandLog: Send + Sync {
     fn read_barrier(&self) -> BarrierFuture<'_> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Whether this node's background timers (retention, key rotation) should propose now: in a
+    /// cluster only the leader's, in a multi-region deployment only the primary region's. The
+    /// commands are idempotent, so more proposers would be harmless, but not free.
+    fn runs_timers(&self) -> bool {
+        true
+    }
 }
 
 /// Most commands one group commit takes. Bounds the size of one redb transaction and how long

@@ -104,6 +104,11 @@ impl Node {
         self.log.read_barrier().await
     }
 
+    /// See [`CommandLog::runs_timers`].
+    pub fn runs_timers(&self) -> bool {
+        self.log.runs_timers()
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now()
     }

@@ -29,6 +29,9 @@ pub async fn run(node: Arc<Node>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        if !node.runs_timers() {
+            continue;
+        }
         match node.purge_expired_now().await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "purged objects whose retention ended"),

@@ -58,6 +58,9 @@ pub async fn run(node: Arc<Node>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        if !node.runs_timers() {
+            continue;
+        }
         if let Err(e) = node.rotate_due_keys_now().await {
             tracing::warn!(error = %e, "key rotation check failed");
         }

@@ -240,6 +240,8 @@ pub(crate) async fn failover_to_me(region: &Region) -> Result<Value, CoreError> 
 /// Automatic failover (policy `promote`) and failback, on the region leader.
 pub async fn monitor(region: Arc<Region>) {
     let mut last_failback_ms = 0u64;
+    // After a refused promotion (the witness still hears the primary), wait before asking again.
+    let mut next_promotion_ms = 0u64;
     loop {
         tokio::time::sleep(MONITOR_PERIOD).await;
         let Ok(Some(state)) = region.state() else {
@@ -257,6 +259,7 @@ pub async fn monitor(region: Arc<Region>) {
             let silent_ms = now.saturating_sub(silent_since);
             if silent_ms >= region.settings.failover_after.as_millis() as u64
                 && now >= region.granted_until_ms()
+                && now >= next_promotion_ms
             {
                 tracing::warn!(
                     region = %region.settings.name,
@@ -269,6 +272,7 @@ pub async fn monitor(region: Arc<Region>) {
                 };
                 if let Err(e) = outcome {
                     tracing::warn!(error = %e, "automatic promotion did not happen");
+                    next_promotion_ms = region.now_ms() + 2000;
                 }
                 continue;
             }

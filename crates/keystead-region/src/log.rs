@@ -49,6 +49,14 @@ impl CommandLog for RegionLog {
     fn read_barrier(&self) -> BarrierFuture<'_> {
         self.region.inner.read_barrier()
     }
+
+    fn runs_timers(&self) -> bool {
+        let primary = matches!(
+            self.region.state(),
+            Ok(Some(state)) if state.role == RegionRole::Primary
+        );
+        primary && self.region.inner.runs_timers()
+    }
 }
 
 /// Sends a write to the primary region and waits until it has come back through the stream.

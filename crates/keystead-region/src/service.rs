@@ -61,12 +61,10 @@ async fn stream(
             .ok_or_else(|| CoreError::Unavailable("not configured".into()))?;
         let head = read.region_seq()?;
         let limit = req.limit.clamp(1, 1000);
-        let (entries, oldest) = read.region_outbox(req.from, limit)?;
-        // The outbox no longer holds `from` (compacted, or this region's state came from a
+        let (entries, _oldest) = read.region_outbox(req.from, limit)?;
+        // The outbox no longer holds `from` (trimmed, or this region's own state came from a
         // snapshot): the requester needs a snapshot.
-        let snapshot_needed = req.from <= head
-            && entries.first().map(|e| e.seq) != Some(req.from)
-            && oldest.is_none_or(|oldest| req.from < oldest || entries.is_empty());
+        let snapshot_needed = req.from <= head && entries.first().map(|e| e.seq) != Some(req.from);
         Ok(StreamReply {
             topology: topology_of(&state),
             head,

@@ -97,6 +97,12 @@ impl CommandLog for RaftLog {
         })
     }
 
+    fn runs_timers(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(metrics.id)
+    }
+
     fn read_barrier(&self) -> BarrierFuture<'_> {
         Box::pin(async move {
             let read_index: Option<LogId> = self
