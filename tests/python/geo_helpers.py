@@ -183,6 +183,12 @@ class Geo:
         principal = self.admin("principal", "create", "geo-test")
         self.admin("role", "assign", "--principal", principal["client_id"], "--role",
                    "Key Vault Administrator", "--vault", vault)
+        # Replication is asynchronous: wait until every running region knows the principal.
+        primary = self.nodes[0]
+        head = self.region_view(primary)["seq"]
+        for node in self.nodes:
+            if node.alive and node.region != primary.region:
+                self.wait_seq(node.region, head)
         return principal
 
     def token(self, node: RegionNode, principal: dict) -> str:

@@ -61,6 +61,20 @@ def test_demo_geo_starts_fails_over_and_stops(keystead_bin, tmp_path):
         r = session.put(f"https://demo.vault.localhost:{east_api}/secrets/geo", params={"api-version": "7.6"},
                         json={"value": "before"}, headers=bearer(east_api), timeout=15)
         assert r.status_code == 200, r.text
+        # Any node of the secondary region forwards writes and reads its own write back: a
+        # follower of west's Raft group too (it applies the stream through Raft).
+        west_follower = west_api + 2
+        headers = bearer(west_follower)
+        started = time.monotonic()
+        r = session.put(f"https://demo.vault.localhost:{west_follower}/secrets/fwd", params={"api-version": "7.6"},
+                        json={"value": "via-west-3"}, headers=headers, timeout=15)
+        assert r.status_code == 200, r.text
+        assert time.monotonic() - started < 1.5
+        r = session.get(f"https://demo.vault.localhost:{west_follower}/secrets/fwd", params={"api-version": "7.6"},
+                        headers=headers, timeout=15)
+        assert r.status_code == 200 and r.json()["value"] == "via-west-3", r.text
+        assert r.headers["x-keystead-region-role"] == "secondary"
+        assert "x-keystead-replication-lag-entries" in r.headers
         # Replication is asynchronous: wait until west has the write before failing east (a
         # write that had not replicated would be in east's divergence record instead).
         deadline = time.monotonic() + 30

@@ -209,21 +209,18 @@ pub(crate) async fn switchover_to_me(region: &Region) -> Result<Value, CoreError
         FenceReply::Failed(e) => return Err(CoreError::Unavailable(e)),
     };
     let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
-    while region.seq()? < fence_seq {
-        let notified = region.progressed.notified();
-        if tokio::time::timeout_at(deadline, notified).await.is_err() && region.seq()? < fence_seq {
-            let lift = FenceRequest {
-                epoch: state.epoch,
-                lift: true,
-            };
-            let _ = region
-                .client
-                .first::<_, FenceReply>(&primary, FENCE, &lift, Duration::from_secs(5))
-                .await;
-            return Err(CoreError::Unavailable(format!(
-                "could not catch up to the fence at seq {fence_seq} in {CATCH_UP_LIMIT:?}; the fence was lifted"
-            )));
-        }
+    if !region.wait_for_seq_until(fence_seq, deadline).await {
+        let lift = FenceRequest {
+            epoch: state.epoch,
+            lift: true,
+        };
+        let _ = region
+            .client
+            .first::<_, FenceReply>(&primary, FENCE, &lift, Duration::from_secs(5))
+            .await;
+        return Err(CoreError::Unavailable(format!(
+            "could not catch up to the fence at seq {fence_seq} in {CATCH_UP_LIMIT:?}; the fence was lifted"
+        )));
     }
     let mut result = promote(region, true, true).await?;
     result["fence_seq"] = json!(fence_seq);

@@ -36,46 +36,47 @@ async fn round(region: &Arc<Region>, lease: Duration) -> Result<(), keystead_cor
     let request = Arc::new(LeaseRequest {
         topology: topology_of(&state),
         lease_ms: lease.as_millis() as u64,
+        head: region.seq()?,
     });
     let sent = region.now_ms();
-    let mut targets: Vec<Vec<String>> = region
-        .settings
-        .peers
-        .iter()
-        .map(|p| p.addrs.clone())
-        .collect();
-    if let Some(witness) = &region.settings.witness {
-        targets.push(vec![witness.clone()]);
+    // Every node of every peer region hears the heartbeat (each tracks its lag and whether the
+    // primary is reachable); a region grants if its leader does. Voter `i` is peer region `i`,
+    // the witness is the last.
+    let mut targets: Vec<(usize, String)> = Vec::new();
+    for (voter, peer) in region.settings.peers.iter().enumerate() {
+        targets.extend(peer.addrs.iter().map(|addr| (voter, addr.clone())));
     }
-    let voters = 1 + targets.len();
+    let mut voters = 1 + region.settings.peers.len();
+    if let Some(witness) = &region.settings.witness {
+        targets.push((voters - 1, witness.clone()));
+        voters += 1;
+    }
     let mut calls = JoinSet::new();
-    for addrs in targets {
+    for (voter, addr) in targets {
         let client = region.client.clone();
         let request = request.clone();
         calls.spawn(async move {
-            client
-                .call::<_, Result<LeaseReply, String>>(
-                    &addrs,
-                    LEASE,
-                    &*request,
-                    lease / 2,
-                    |r| matches!(r, Ok(reply) if reply.granted),
-                )
-                .await
+            let reply = client
+                .first::<_, Result<LeaseReply, String>>(&[addr], LEASE, &*request, lease / 2)
+                .await;
+            (voter, reply)
         });
     }
-    let mut grants = 1;
+    let mut granted = std::collections::BTreeSet::new();
     while let Some(joined) = calls.join_next().await {
-        let Ok(Ok(Ok(reply))) = joined else { continue };
+        let Ok((voter, Ok(Ok(reply)))) = joined else {
+            continue;
+        };
         if reply.topology.epoch > state.epoch {
             region.drop_lease();
             region.learn(&reply.topology).await?;
             return Ok(());
         }
         if reply.granted {
-            grants += 1;
+            granted.insert(voter);
         }
     }
+    let grants = 1 + granted.len();
     if grants * 2 > voters {
         region.set_lease_until(sent + lease.as_millis() as u64);
     }

@@ -29,6 +29,9 @@ pub struct Topology {
 pub struct StreamRequest {
     pub from: u64,
     pub limit: usize,
+    /// Long poll: when nothing at or after `from` exists yet, wait up to this long for it.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,6 +81,8 @@ pub enum ProposeReply {
 pub struct LeaseRequest {
     pub topology: Topology,
     pub lease_ms: u64,
+    /// The primary's last seq: every secondary node computes its lag from it.
+    pub head: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

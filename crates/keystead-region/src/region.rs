@@ -22,6 +22,8 @@ pub(crate) const CONTACT_WINDOW_MS: u64 = 1500;
 /// How long a forwarded write waits for its own entry to arrive back in this region, so that
 /// a read right after the write sees it.
 const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(2);
+/// How often a wait for the stream position looks again without a notification.
+const SEQ_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Default, Clone, Copy)]
 struct Lag {
@@ -333,15 +335,27 @@ impl Region {
 
     /// Waits (bounded) until this region has applied the stream up to `seq`.
     pub(crate) async fn wait_for_seq(&self, seq: u64) {
-        let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
+        self.wait_for_seq_until(seq, tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT)
+            .await;
+    }
+
+    /// Waits until this node has applied the stream up to `seq` or `deadline` passes; says
+    /// which. The replicator (on the region leader) signals progress; other nodes of the
+    /// region apply through Raft, so the wait also polls.
+    pub(crate) async fn wait_for_seq_until(
+        &self,
+        seq: u64,
+        deadline: tokio::time::Instant,
+    ) -> bool {
         loop {
             let notified = self.progressed.notified();
             if self.seq().map(|s| s >= seq).unwrap_or(true) {
-                return;
+                return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
+            if tokio::time::Instant::now() >= deadline {
+                return false;
             }
+            let _ = tokio::time::timeout(SEQ_POLL, notified).await;
         }
     }
 }

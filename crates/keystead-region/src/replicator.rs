@@ -15,58 +15,67 @@ use std::time::Duration;
 
 /// Entries per pull.
 const BATCH: usize = 500;
-/// Pause between pulls once caught up.
+/// A caught-up pull waits this long at the primary for the next entry (long poll), so new
+/// writes flow as soon as they are applied without a polling interval adding to the lag.
+const LONG_POLL: Duration = Duration::from_millis(1000);
+/// Pause after a failed or pointless pull (not leader, primary unreachable).
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn run(region: Arc<Region>) {
     loop {
-        let more = match pull_once(&region).await {
-            Ok(more) => more,
+        match pull_once(&region).await {
+            Ok(Pull::Again) => {}
+            Ok(Pull::Idle) => tokio::time::sleep(IDLE_POLL).await,
             Err(e) => {
                 tracing::debug!(error = %e, "replication pull failed");
-                false
+                tokio::time::sleep(IDLE_POLL).await;
             }
-        };
-        if !more {
-            tokio::time::sleep(IDLE_POLL).await;
         }
     }
 }
 
-/// One pull; `Ok(true)` if there is more to fetch right away.
-async fn pull_once(region: &Region) -> Result<bool, CoreError> {
+/// What to do after a pull.
+enum Pull {
+    /// Pull again at once (the long poll paces a caught-up secondary).
+    Again,
+    /// Nothing to do here for now (not the leader, not a secondary, a stale primary).
+    Idle,
+}
+
+async fn pull_once(region: &Region) -> Result<Pull, CoreError> {
     if !region.is_leader() {
-        return Ok(false);
+        return Ok(Pull::Idle);
     }
     let Some(state) = region.state()? else {
-        return Ok(false);
+        return Ok(Pull::Idle);
     };
     if state.role != RegionRole::Secondary {
         region.record_lag(0);
-        return Ok(false);
+        return Ok(Pull::Idle);
     }
     let Some(peer) = region.settings.peer(&state.primary) else {
-        return Ok(false);
+        return Ok(Pull::Idle);
     };
     let seq = region.seq()?;
     let request = StreamRequest {
         from: seq + 1,
         limit: BATCH,
+        wait_ms: LONG_POLL.as_millis() as u64,
     };
     let reply: Result<StreamReply, String> = region
         .client
-        .first(&peer.addrs, STREAM, &request, PULL_TIMEOUT)
+        .first(&peer.addrs, STREAM, &request, PULL_TIMEOUT + LONG_POLL)
         .await
         .map_err(|e| CoreError::Unavailable(e.to_string()))?;
     let reply = reply.map_err(CoreError::Unavailable)?;
     if reply.topology.epoch > state.epoch {
         region.learn(&reply.topology).await?;
-        return Ok(true);
+        return Ok(Pull::Again);
     }
     if reply.topology.epoch < state.epoch || reply.topology.role != RegionRole::Primary {
         // A stale former primary, or not the primary: nothing to take from it.
-        return Ok(false);
+        return Ok(Pull::Idle);
     }
     region.heard_from_primary();
     // Did this region write entries (as a former primary) that the history left behind?
@@ -79,14 +88,13 @@ async fn pull_once(region: &Region) -> Result<bool, CoreError> {
         );
         region.inner.propose(Command::PutDivergence(record)).await?;
         install_snapshot(region, &peer.addrs).await?;
-        return Ok(true);
+        return Ok(Pull::Again);
     }
     if reply.snapshot_needed {
         install_snapshot(region, &peer.addrs).await?;
-        return Ok(true);
+        return Ok(Pull::Again);
     }
-    let fetched = reply.entries.len();
-    if fetched > 0 {
+    if !reply.entries.is_empty() {
         region
             .inner
             .propose(Command::Replicate {
@@ -97,7 +105,7 @@ async fn pull_once(region: &Region) -> Result<bool, CoreError> {
     }
     let applied = region.seq()?;
     region.record_lag(reply.head.saturating_sub(applied));
-    Ok(fetched == BATCH)
+    Ok(Pull::Again)
 }
 
 async fn install_snapshot(region: &Region, addrs: &[String]) -> Result<(), CoreError> {

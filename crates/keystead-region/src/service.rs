@@ -13,6 +13,7 @@ use keystead_core::CoreError;
 use keystead_model::RegionRole;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 type Shared = State<Arc<Region>>;
 
@@ -54,28 +55,46 @@ async fn stream(
     State(region): Shared,
     Json(req): Json<StreamRequest>,
 ) -> Json<Result<StreamReply, String>> {
-    let answer = || -> Result<StreamReply, CoreError> {
-        let read = region.store.read()?;
-        let state = read
-            .region_state()?
-            .ok_or_else(|| CoreError::Unavailable("not configured".into()))?;
-        let head = read.region_seq()?;
-        let limit = req.limit.clamp(1, 1000);
-        let (entries, _oldest) = read.region_outbox(req.from, limit)?;
-        // The outbox no longer holds `from` (trimmed, or this region's own state came from a
-        // snapshot): the requester needs a snapshot.
-        let snapshot_needed = req.from <= head && entries.first().map(|e| e.seq) != Some(req.from);
-        Ok(StreamReply {
-            topology: topology_of(&state),
-            head,
-            snapshot_needed,
-            entries: if snapshot_needed { Vec::new() } else { entries },
-        })
-    };
-    match answer() {
-        Ok(reply) => Json(Ok(reply)),
-        Err(e) => failed(e),
+    // Long poll: a caught-up secondary learns of a new entry within one poll step instead of
+    // one pull interval (the entries are applied by the region's own log; looking again is a
+    // cheap read transaction).
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS));
+    loop {
+        match stream_answer(&region, &req) {
+            Ok(reply) if reply.entries.is_empty() && !reply.snapshot_needed => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Json(Ok(reply));
+                }
+                tokio::time::sleep(LONG_POLL_STEP).await;
+            }
+            Ok(reply) => return Json(Ok(reply)),
+            Err(e) => return failed(e),
+        }
     }
+}
+
+/// Longest long poll a stream request may ask for.
+const MAX_WAIT_MS: u64 = 5_000;
+const LONG_POLL_STEP: Duration = Duration::from_millis(5);
+
+fn stream_answer(region: &Region, req: &StreamRequest) -> Result<StreamReply, CoreError> {
+    let read = region.store.read()?;
+    let state = read
+        .region_state()?
+        .ok_or_else(|| CoreError::Unavailable("not configured".into()))?;
+    let head = read.region_seq()?;
+    let limit = req.limit.clamp(1, 1000);
+    let (entries, _oldest) = read.region_outbox(req.from, limit)?;
+    // The outbox no longer holds `from` (trimmed, or this region's own state came from a
+    // snapshot): the requester needs a snapshot.
+    let snapshot_needed = req.from <= head && entries.first().map(|e| e.seq) != Some(req.from);
+    Ok(StreamReply {
+        topology: topology_of(&state),
+        head,
+        snapshot_needed,
+        entries: if snapshot_needed { Vec::new() } else { entries },
+    })
 }
 
 async fn snapshot(State(region): Shared) -> Json<Result<SnapshotReply, String>> {
@@ -138,6 +157,9 @@ async fn lease(
         && req.topology.region == mine.primary;
     if from_our_primary {
         region.heard_from_primary();
+        if let Ok(seq) = region.seq() {
+            region.record_lag(req.head.saturating_sub(seq));
+        }
     }
     let granted = from_our_primary
         && mine.role == RegionRole::Secondary
