@@ -2,15 +2,19 @@
 //! (encrypt/decrypt, wrap/unwrap, sign/verify), rotation policies and `/rng`.
 //!
 //! Key material is generated (off the async runtime, behind a semaphore) and sealed before the
-//! command that stores it is built; the private half is opened from the store for each
-//! operation, used inside a blocking task and wiped when the task ends. The lifecycle shared
-//! with secrets (list, delete, recover, purge, backup) is in `objects` and `backup`.
+//! command that stores it is built. For an operation, the version's record is read and checked
+//! first; then an RSA or EC private key comes parsed from `key_cache` (unsealed and parsed once
+//! per version, the PKCS#8 bytes wiped as soon as they are parsed), and a symmetric key is
+//! unsealed for the operation and wiped when it ends. The operation runs inside a blocking task.
+//! The lifecycle shared with secrets (list, delete, recover, purge, backup) is in `objects` and
+//! `backup`.
 
+use crate::key_cache::{fingerprint, CacheKey, Fingerprint, KeyCache};
 use crate::objects::{check_tags, ObjectState};
 use crate::secrets::value_aad;
 use crate::{Caller, CoreError, Node};
 use keystead_crypto::keys::{
-    self as kc, EcCurve, Hash, NewKey, PublicParts, RsaPadding, RsaScheme,
+    self as kc, EcCurve, Hash, KeyForm, NewKey, PrivateKey, PublicParts, RsaPadding, RsaScheme,
 };
 use keystead_crypto::CryptoError;
 use keystead_model::access::actions;
@@ -21,6 +25,7 @@ use keystead_model::{
     RotationPolicy, RotationTrigger, VaultName, VaultSettings, VersionRecord,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -229,6 +234,60 @@ fn parse_alg(raw: &str) -> Result<Alg, CoreError> {
             )))
         }
     })
+}
+
+/// The form of parsed key an operation with `alg` uses; `None` for symmetric keys, which are
+/// used as raw bytes. Those are not cached: unsealing 32 bytes costs a few microseconds, and
+/// keeping raw key bytes in the heap between requests would buy nothing.
+fn key_form(alg: Alg) -> Option<KeyForm> {
+    match alg {
+        Alg::Rsa(_) => Some(KeyForm::RsaEncryption),
+        Alg::RsaSig(..) => Some(KeyForm::RsaSigning),
+        Alg::Ecdsa(curve, _) => Some(KeyForm::Ec(ec_curve(curve))),
+        Alg::Gcm(_) | Alg::Cbc(..) | Alg::Kw(..) | Alg::Hmac(_) => None,
+    }
+}
+
+/// The private half of a key version, as an operation gets it.
+enum Private {
+    /// Symmetric key bytes, wiped when the operation is done.
+    Raw(Zeroizing<Vec<u8>>),
+    /// A parsed RSA or EC key.
+    Parsed(Arc<PrivateKey>),
+    /// Unsealed PKCS#8 that missed the cache: parsed on the blocking thread (see `parse`).
+    Unparsed {
+        pkcs8: Zeroizing<Vec<u8>>,
+        key: CacheKey,
+        sealed: Fingerprint,
+    },
+}
+
+impl Private {
+    /// Parses missed PKCS#8 and keeps the result in `cache`; the PKCS#8 bytes are wiped here,
+    /// as soon as they are parsed (or refused).
+    fn parse(self, cache: &KeyCache) -> Result<Private, CoreError> {
+        let Private::Unparsed { pkcs8, key, sealed } = self else {
+            return Ok(self);
+        };
+        let parsed = Arc::new(PrivateKey::from_pkcs8(key.form, &pkcs8)?);
+        drop(pkcs8);
+        cache.insert(key, sealed, parsed.clone());
+        Ok(Private::Parsed(parsed))
+    }
+
+    fn raw(&self) -> Result<&[u8], CoreError> {
+        match self {
+            Private::Raw(bytes) => Ok(bytes),
+            _ => Err(CoreError::Internal("symmetric key not opened".into())),
+        }
+    }
+
+    fn parsed(&self) -> Result<&PrivateKey, CoreError> {
+        match self {
+            Private::Parsed(key) => Ok(key),
+            _ => Err(CoreError::Internal("private key not parsed".into())),
+        }
+    }
 }
 
 fn ec_curve(curve: Curve) -> EcCurve {
@@ -645,24 +704,59 @@ impl Node {
             return Err(refuse(KeyRefusal::OperationNotPermitted));
         }
         check_alg(operation, alg, &key.public)?;
+        // Every check above ran against the record just read; only now is the private half
+        // looked at, so the cache cannot let a refused operation through.
         let public = key.public.clone();
         // Verification needs only the public half for asymmetric keys.
         let private = match (operation, &public) {
             (KeyOperation::Verify, PublicKey::Rsa { .. } | PublicKey::Ec { .. }) => None,
-            _ => Some(self.open_key(vault, name, &state.version.version, &key.private)?),
+            _ => Some(self.private_key(
+                vault,
+                name,
+                &state.version.version,
+                &key.private,
+                key_form(alg),
+            )?),
         };
+        let cache = self.key_cache.clone();
         let result = tokio::task::spawn_blocking(move || {
-            run_operation(
-                operation,
-                alg,
-                &public,
-                private.as_ref().map(|p| p.as_slice()),
-                input,
-            )
+            let private = private.map(|p| p.parse(&cache)).transpose()?;
+            run_operation(operation, alg, &public, private.as_ref(), input)
         })
         .await
         .map_err(|e| CoreError::Internal(format!("key operation task: {e}")))??;
         Ok(OperationOutput { state, result })
+    }
+
+    /// The private half of a key version: from the cache when `form` is set and it was parsed
+    /// from this very ciphertext before, else unsealed (and, with a `form`, left to parse).
+    fn private_key(
+        &self,
+        vault: &VaultName,
+        name: &ObjectName,
+        version: &str,
+        sealed: &Ciphertext,
+        form: Option<KeyForm>,
+    ) -> Result<Private, CoreError> {
+        let aad = value_aad(vault, KIND, name, version);
+        let Some(form) = form else {
+            return Ok(Private::Raw(self.open_sealed(&aad, sealed)?));
+        };
+        let key = CacheKey { aad, form };
+        let sealed_print = fingerprint(sealed);
+        if let Some(parsed) = self.key_cache.get(&key, &sealed_print) {
+            return Ok(Private::Parsed(parsed));
+        }
+        Ok(Private::Unparsed {
+            pkcs8: self.open_sealed(&key.aad, sealed)?,
+            key,
+            sealed: sealed_print,
+        })
+    }
+
+    /// Drops the parsed keys of every version of `name` (it was deleted or purged).
+    pub(crate) fn forget_parsed_keys(&self, vault: &VaultName, name: &ObjectName) {
+        self.key_cache.forget(&value_aad(vault, KIND, name, ""));
     }
 
     pub(crate) fn open_key(
@@ -923,20 +1017,23 @@ fn run_operation(
     operation: KeyOperation,
     alg: Alg,
     public: &PublicKey,
-    private: Option<&[u8]>,
+    private: Option<&Private>,
     input: OperationInput,
 ) -> Result<OperationResult, CoreError> {
     use KeyOperation::*;
-    let private = || private.ok_or_else(|| CoreError::Internal("private key not opened".into()));
+    let opened = || private.ok_or_else(|| CoreError::Internal("private key not opened".into()));
+    // Symmetric key bytes (AES, HMAC) and parsed keys (RSA, EC).
+    let private = || opened()?.raw();
+    let parsed = || opened()?.parsed();
     let mut out = OperationResult::default();
     let value = &input.value[..];
     match (operation, alg) {
         (Encrypt | WrapKey, Alg::Rsa(padding)) => {
-            let ct = kc::rsa_encrypt(private()?, padding, value).map_err(input_error)?;
+            let ct = parsed()?.rsa_encrypt(padding, value).map_err(input_error)?;
             out.value = Some(Zeroizing::new(ct));
         }
         (Decrypt | UnwrapKey, Alg::Rsa(padding)) => {
-            out.value = Some(kc::rsa_decrypt(private()?, padding, value).map_err(input_error)?);
+            out.value = Some(parsed()?.rsa_decrypt(padding, value).map_err(input_error)?);
         }
         (Encrypt, Alg::Gcm(_)) => {
             let iv = match input.iv {
@@ -986,13 +1083,14 @@ fn run_operation(
         }
         (Sign, Alg::RsaSig(scheme, hash)) => {
             check_digest(hash, value)?;
-            let sig = kc::rsa_sign_digest(private()?, scheme, hash, value).map_err(input_error)?;
+            let sig = parsed()?
+                .rsa_sign_digest(scheme, hash, value)
+                .map_err(input_error)?;
             out.value = Some(Zeroizing::new(sig));
         }
-        (Sign, Alg::Ecdsa(curve, hash)) => {
+        (Sign, Alg::Ecdsa(_, hash)) => {
             check_digest(hash, value)?;
-            let sig = kc::ec_sign_digest(ec_curve(curve), private()?, hash, value)
-                .map_err(input_error)?;
+            let sig = parsed()?.ec_sign_digest(hash, value).map_err(input_error)?;
             out.value = Some(Zeroizing::new(sig));
         }
         (Sign, Alg::Hmac(hash)) => {

@@ -12,6 +12,7 @@ pub mod backup;
 pub mod clock;
 pub mod cluster;
 pub mod error;
+mod key_cache;
 pub mod keys;
 pub mod log;
 mod node;

@@ -1,6 +1,7 @@
 //! The node handle: the store, the command log, the key hierarchy and the token authority,
 //! opened once at start-up and shared by every request.
 
+use crate::key_cache::{self, KeyCache};
 use crate::{CommandLog, CoreError, LocalLog};
 use keystead_crypto::{password, random, token::TokenSigner, token::TokenVerifier, Kek, SealedBox};
 use keystead_model::{Ciphertext, Command, Deployment};
@@ -46,6 +47,8 @@ pub struct Node {
     pub(crate) signer: TokenSigner,
     pub(crate) verifier: TokenVerifier,
     pub(crate) token_lifetime: i64,
+    /// Parsed private keys of key versions (see `key_cache`); shared with blocking tasks.
+    pub(crate) key_cache: Arc<KeyCache>,
 }
 
 impl Node {
@@ -95,6 +98,7 @@ impl Node {
             signer,
             verifier,
             token_lifetime: config.token_lifetime,
+            key_cache: Arc::new(KeyCache::new(key_cache::CAPACITY, key_cache::IDLE)),
         };
         Ok((node, Bootstrap { admin_token }))
     }

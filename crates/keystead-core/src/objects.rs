@@ -218,7 +218,9 @@ impl Node {
             name: name.clone(),
             at: self.now(),
         };
-        self.propose_object(settings, command).await
+        let deleted = self.propose_object(settings, command).await;
+        self.forget_if_key(kind, vault, name);
+        deleted
     }
 
     /// A soft-deleted object with its latest version.
@@ -285,7 +287,20 @@ impl Node {
             kind,
             name: name.clone(),
         };
-        self.propose(command).await.map(|_| ())
+        let purged = self.propose(command).await.map(|_| ());
+        self.forget_if_key(kind, vault, name);
+        purged
+    }
+
+    /// After a delete or purge (whatever its outcome: forgetting costs at most a re-parse),
+    /// drops the object's parsed private keys so they do not stay in memory until evicted.
+    /// Correctness does not depend on it: operations check the record first, and a deleted
+    /// key is refused there. An operation racing the delete may re-insert an entry; the idle
+    /// sweep removes it.
+    fn forget_if_key(&self, kind: ObjectKind, vault: &VaultName, name: &ObjectName) {
+        if kind == ObjectKind::Key {
+            self.forget_parsed_keys(vault, name);
+        }
     }
 }
 

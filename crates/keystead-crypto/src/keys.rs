@@ -2,7 +2,8 @@
 //! them (RSA and AES encryption, key wrap, signatures over caller-supplied digests, HMAC).
 //!
 //! Private keys travel in and out of this module as PKCS#8 DER (RSA, EC) or raw bytes (oct),
-//! always in zeroizing buffers; callers seal them before they reach the store. Public parts are
+//! always in zeroizing buffers; callers seal them before they reach the store. RSA and EC keys
+//! are used through [`PrivateKey`], parsed once so callers can keep it across operations. Public parts are
 //! big-endian byte strings exactly as a JWK carries them.
 //!
 //! Errors are deliberately uniform: every failed decryption or unwrap, whatever the padding
@@ -30,7 +31,7 @@ use aws_lc_rs::{hmac, rand};
 use zeroize::Zeroizing;
 
 /// Elliptic curves (JWK `crv`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EcCurve {
     P256,
     P384,
@@ -265,75 +266,11 @@ pub enum RsaPadding {
     Pkcs1,
 }
 
-/// Encrypts with the public half of an RSA private key (PKCS#8).
-pub fn rsa_encrypt(
-    private_pkcs8: &[u8],
-    padding: RsaPadding,
-    plaintext: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    let key = PrivateDecryptingKey::from_pkcs8(private_pkcs8).map_err(invalid)?;
-    let public = key.public_key();
-    let mut out = vec![0u8; public.key_size_bytes()];
-    let len = match padding {
-        RsaPadding::OaepSha1 | RsaPadding::OaepSha256 => {
-            let alg = oaep(padding);
-            let enc = OaepPublicEncryptingKey::new(public).map_err(invalid)?;
-            if plaintext.len() > enc.max_plaintext_size(alg) {
-                return Err(CryptoError::InvalidInput(
-                    "the plaintext is too long for the key",
-                ));
-            }
-            enc.encrypt(alg, plaintext, &mut out, None)
-                .map_err(|_| CryptoError::Internal("RSA-OAEP encryption"))?
-                .len()
-        }
-        RsaPadding::Pkcs1 => {
-            let enc = Pkcs1PublicEncryptingKey::new(public).map_err(invalid)?;
-            if plaintext.len() > enc.max_plaintext_size() {
-                return Err(CryptoError::InvalidInput(
-                    "the plaintext is too long for the key",
-                ));
-            }
-            enc.encrypt(plaintext, &mut out)
-                .map_err(|_| CryptoError::Internal("RSA1_5 encryption"))?
-                .len()
-        }
-    };
-    out.truncate(len);
-    Ok(out)
-}
-
 fn oaep(padding: RsaPadding) -> &'static rsa::OaepAlgorithm {
     match padding {
         RsaPadding::OaepSha256 => &rsa::OAEP_SHA256_MGF1SHA256,
         _ => &rsa::OAEP_SHA1_MGF1SHA1,
     }
-}
-
-/// Decrypts with an RSA private key. Every failure is the same `Decrypt` error.
-pub fn rsa_decrypt(
-    private_pkcs8: &[u8],
-    padding: RsaPadding,
-    ciphertext: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let key = PrivateDecryptingKey::from_pkcs8(private_pkcs8).map_err(invalid)?;
-    let mut out = Zeroizing::new(vec![0u8; key.key_size_bytes()]);
-    let len = match padding {
-        RsaPadding::OaepSha1 | RsaPadding::OaepSha256 => {
-            let dec = OaepPrivateDecryptingKey::new(key).map_err(invalid)?;
-            dec.decrypt(oaep(padding), ciphertext, &mut out, None)
-                .map_err(|_| CryptoError::Decrypt)?
-                .len()
-        }
-        RsaPadding::Pkcs1 => {
-            let dec = Pkcs1PrivateDecryptingKey::new(key).map_err(invalid)?;
-            dec.decrypt(ciphertext, &mut out)
-                .map_err(|_| CryptoError::Decrypt)?
-                .len()
-        }
-    };
-    out.truncate(len);
-    Ok(out)
 }
 
 // ------------------------------------------------------------------------------- signatures
@@ -378,29 +315,6 @@ pub enum RsaScheme {
     Pss,
 }
 
-/// Signs a caller-supplied digest with an RSA private key (PKCS#8).
-pub fn rsa_sign_digest(
-    private_pkcs8: &[u8],
-    scheme: RsaScheme,
-    hash: Hash,
-    digest: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    let digest = hash.import(digest)?;
-    let pair = RsaKeyPair::from_pkcs8(private_pkcs8).map_err(invalid)?;
-    let encoding: &'static dyn signature::RsaEncoding = match (scheme, hash) {
-        (RsaScheme::Pkcs1, Hash::Sha256) => &signature::RSA_PKCS1_SHA256,
-        (RsaScheme::Pkcs1, Hash::Sha384) => &signature::RSA_PKCS1_SHA384,
-        (RsaScheme::Pkcs1, Hash::Sha512) => &signature::RSA_PKCS1_SHA512,
-        (RsaScheme::Pss, Hash::Sha256) => &signature::RSA_PSS_SHA256,
-        (RsaScheme::Pss, Hash::Sha384) => &signature::RSA_PSS_SHA384,
-        (RsaScheme::Pss, Hash::Sha512) => &signature::RSA_PSS_SHA512,
-    };
-    let mut sig = vec![0u8; pair.public_modulus_len()];
-    pair.sign_digest(encoding, &digest, &mut sig)
-        .map_err(|_| CryptoError::Internal("RSA signing"))?;
-    Ok(sig)
-}
-
 /// Verifies an RSA signature over a digest with the public key `(n, e)`.
 pub fn rsa_verify_digest(
     n: &[u8],
@@ -425,22 +339,6 @@ pub fn rsa_verify_digest(
     };
     let parsed = public.to_parsed_public_key(params).map_err(invalid)?;
     Ok(parsed.verify_digest_sig(&digest, sig).is_ok())
-}
-
-/// Signs a digest with an EC key; the signature is JWS `r || s` with fixed-size halves.
-/// The hash is the curve's own (ES256/P-256, ES384/P-384, ES512/P-521, ES256K/P-256K).
-pub fn ec_sign_digest(
-    curve: EcCurve,
-    private_pkcs8: &[u8],
-    hash: Hash,
-    digest: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    let digest = hash.import(digest)?;
-    let pair = EcdsaKeyPair::from_pkcs8(curve.signing(), private_pkcs8).map_err(invalid)?;
-    let sig = pair
-        .sign_digest(&digest)
-        .map_err(|_| CryptoError::InvalidInput("the digest does not match the curve"))?;
-    Ok(sig.as_ref().to_vec())
 }
 
 /// Verifies a JWS `r || s` EC signature over a digest with the public point `(x, y)`.
@@ -478,6 +376,191 @@ pub fn hmac_verify(key: &[u8], hash: Hash, data: &[u8], tag: &[u8]) -> bool {
         Hash::Sha512 => hmac::HMAC_SHA512,
     };
     hmac::verify(&hmac::Key::new(alg, key), data, tag).is_ok()
+}
+
+// ------------------------------------------------------------------------------- parsed private keys
+
+/// Which aws-lc-rs type a PKCS#8 private key is parsed into. RSA has two: signing and
+/// encryption are separate key types in aws-lc-rs, each validated on parsing, so a key is
+/// parsed only into the form an operation needs (exactly what each operation parsed before
+/// parsed keys were kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyForm {
+    /// RS256/384/512, PS256/384/512.
+    RsaSigning,
+    /// RSA-OAEP, RSA-OAEP-256, RSA1_5 (encryption uses the public half).
+    RsaEncryption,
+    /// ECDSA on the curve.
+    Ec(EcCurve),
+}
+
+/// A private key parsed once from PKCS#8 and reusable for any number of operations, from any
+/// thread (aws-lc's `EVP_PKEY` is safe for concurrent non-mutating use).
+///
+/// Parsing is the expensive part of an RSA operation: `from_pkcs8` validates the key, which
+/// costs about as much as a signature, so callers that sign repeatedly keep one of these per
+/// key version instead of the PKCS#8 bytes (which they wipe once parsed).
+///
+/// The parsed key lives in memory aws-lc allocated, outside Rust's reach: it cannot be wrapped
+/// in `Zeroizing`. Dropping it calls `EVP_PKEY_free`, and aws-lc wipes that memory itself, as
+/// checked in the aws-lc source vendored by aws-lc-sys 0.47.0: `RSA_free` and `EC_KEY_free`
+/// release every private component (`d`, `p`, `q`, `dmp1`, `dmq1`, `iqmp`, the fixed-width
+/// copies, Montgomery contexts and blindings; the EC private scalar) through `BN_free` /
+/// `OPENSSL_free`, and `OPENSSL_free` (`crypto/mem.c`) runs `OPENSSL_cleanse` over the whole
+/// allocation before freeing it. That holds with aws-lc's default allocator, which aws-lc-rs
+/// does not replace; a process that installed its own `OPENSSL_memory_free` would lose it.
+pub struct PrivateKey(Parsed);
+
+enum Parsed {
+    RsaSigning(RsaKeyPair),
+    RsaEncryption(PrivateDecryptingKey),
+    Ec(EcCurve, EcdsaKeyPair),
+}
+
+impl std::fmt::Debug for PrivateKey {
+    // The form only: never anything of the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PrivateKey").field(&self.form()).finish()
+    }
+}
+
+/// The operation does not fit the form the key was parsed into (a caller bug, not input).
+fn wrong_form() -> CryptoError {
+    CryptoError::Internal("private key parsed for another operation")
+}
+
+impl PrivateKey {
+    /// Parses (and validates) a PKCS#8 private key into `form`.
+    pub fn from_pkcs8(form: KeyForm, pkcs8: &[u8]) -> Result<PrivateKey, CryptoError> {
+        Ok(PrivateKey(match form {
+            KeyForm::RsaSigning => {
+                Parsed::RsaSigning(RsaKeyPair::from_pkcs8(pkcs8).map_err(invalid)?)
+            }
+            KeyForm::RsaEncryption => {
+                Parsed::RsaEncryption(PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(invalid)?)
+            }
+            KeyForm::Ec(curve) => Parsed::Ec(
+                curve,
+                EcdsaKeyPair::from_pkcs8(curve.signing(), pkcs8).map_err(invalid)?,
+            ),
+        }))
+    }
+
+    pub fn form(&self) -> KeyForm {
+        match &self.0 {
+            Parsed::RsaSigning(_) => KeyForm::RsaSigning,
+            Parsed::RsaEncryption(_) => KeyForm::RsaEncryption,
+            Parsed::Ec(curve, _) => KeyForm::Ec(*curve),
+        }
+    }
+
+    /// Encrypts with the public half of an RSA key.
+    pub fn rsa_encrypt(
+        &self,
+        padding: RsaPadding,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let Parsed::RsaEncryption(key) = &self.0 else {
+            return Err(wrong_form());
+        };
+        let public = key.public_key();
+        let mut out = vec![0u8; public.key_size_bytes()];
+        let len = match padding {
+            RsaPadding::OaepSha1 | RsaPadding::OaepSha256 => {
+                let alg = oaep(padding);
+                let enc = OaepPublicEncryptingKey::new(public).map_err(invalid)?;
+                if plaintext.len() > enc.max_plaintext_size(alg) {
+                    return Err(CryptoError::InvalidInput(
+                        "the plaintext is too long for the key",
+                    ));
+                }
+                enc.encrypt(alg, plaintext, &mut out, None)
+                    .map_err(|_| CryptoError::Internal("RSA-OAEP encryption"))?
+                    .len()
+            }
+            RsaPadding::Pkcs1 => {
+                let enc = Pkcs1PublicEncryptingKey::new(public).map_err(invalid)?;
+                if plaintext.len() > enc.max_plaintext_size() {
+                    return Err(CryptoError::InvalidInput(
+                        "the plaintext is too long for the key",
+                    ));
+                }
+                enc.encrypt(plaintext, &mut out)
+                    .map_err(|_| CryptoError::Internal("RSA1_5 encryption"))?
+                    .len()
+            }
+        };
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// Decrypts with an RSA key. Every failure is the same `Decrypt` error.
+    pub fn rsa_decrypt(
+        &self,
+        padding: RsaPadding,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let Parsed::RsaEncryption(key) = &self.0 else {
+            return Err(wrong_form());
+        };
+        let mut out = Zeroizing::new(vec![0u8; key.key_size_bytes()]);
+        // The padding wrappers take the key by value; cloning it only takes a reference on
+        // the same aws-lc `EVP_PKEY` (no copy of the private material).
+        let len = match padding {
+            RsaPadding::OaepSha1 | RsaPadding::OaepSha256 => {
+                let dec = OaepPrivateDecryptingKey::new(key.clone()).map_err(invalid)?;
+                dec.decrypt(oaep(padding), ciphertext, &mut out, None)
+                    .map_err(|_| CryptoError::Decrypt)?
+                    .len()
+            }
+            RsaPadding::Pkcs1 => {
+                let dec = Pkcs1PrivateDecryptingKey::new(key.clone()).map_err(invalid)?;
+                dec.decrypt(ciphertext, &mut out)
+                    .map_err(|_| CryptoError::Decrypt)?
+                    .len()
+            }
+        };
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// Signs a caller-supplied digest with an RSA key.
+    pub fn rsa_sign_digest(
+        &self,
+        scheme: RsaScheme,
+        hash: Hash,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let Parsed::RsaSigning(pair) = &self.0 else {
+            return Err(wrong_form());
+        };
+        let digest = hash.import(digest)?;
+        let encoding: &'static dyn signature::RsaEncoding = match (scheme, hash) {
+            (RsaScheme::Pkcs1, Hash::Sha256) => &signature::RSA_PKCS1_SHA256,
+            (RsaScheme::Pkcs1, Hash::Sha384) => &signature::RSA_PKCS1_SHA384,
+            (RsaScheme::Pkcs1, Hash::Sha512) => &signature::RSA_PKCS1_SHA512,
+            (RsaScheme::Pss, Hash::Sha256) => &signature::RSA_PSS_SHA256,
+            (RsaScheme::Pss, Hash::Sha384) => &signature::RSA_PSS_SHA384,
+            (RsaScheme::Pss, Hash::Sha512) => &signature::RSA_PSS_SHA512,
+        };
+        let mut sig = vec![0u8; pair.public_modulus_len()];
+        pair.sign_digest(encoding, &digest, &mut sig)
+            .map_err(|_| CryptoError::Internal("RSA signing"))?;
+        Ok(sig)
+    }
+
+    /// Signs a digest with an EC key; the signature is JWS `r || s` with fixed-size halves.
+    /// The hash is the curve's own (ES256/P-256, ES384/P-384, ES512/P-521, ES256K/P-256K).
+    pub fn ec_sign_digest(&self, hash: Hash, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let Parsed::Ec(_, pair) = &self.0 else {
+            return Err(wrong_form());
+        };
+        let digest = hash.import(digest)?;
+        let sig = pair
+            .sign_digest(&digest)
+            .map_err(|_| CryptoError::InvalidInput("the digest does not match the curve"))?;
+        Ok(sig.as_ref().to_vec())
+    }
 }
 
 // ------------------------------------------------------------------------------- AES
@@ -729,6 +812,34 @@ mod tests {
         digest::digest(hash.digest_alg(), data).as_ref().to_vec()
     }
 
+    fn rsa_signing(pkcs8: &[u8]) -> PrivateKey {
+        PrivateKey::from_pkcs8(KeyForm::RsaSigning, pkcs8).unwrap()
+    }
+
+    fn rsa_crypt(pkcs8: &[u8]) -> PrivateKey {
+        PrivateKey::from_pkcs8(KeyForm::RsaEncryption, pkcs8).unwrap()
+    }
+
+    #[test]
+    fn private_key_refuses_operations_of_another_form() {
+        let rsa = generate_rsa(2048).unwrap();
+        let d = sha(Hash::Sha256, b"form");
+        let signing = rsa_signing(&rsa.private);
+        assert_eq!(signing.form(), KeyForm::RsaSigning);
+        assert!(signing
+            .rsa_decrypt(RsaPadding::OaepSha256, &[0; 256])
+            .is_err());
+        assert!(signing.ec_sign_digest(Hash::Sha256, &d).is_err());
+        assert!(rsa_crypt(&rsa.private)
+            .rsa_sign_digest(RsaScheme::Pss, Hash::Sha256, &d)
+            .is_err());
+        // An EC key does not parse as RSA, and the debug form shows nothing of the key.
+        let ec = generate_ec(EcCurve::P256).unwrap();
+        assert!(PrivateKey::from_pkcs8(KeyForm::RsaSigning, &ec.private).is_err());
+        let parsed = PrivateKey::from_pkcs8(KeyForm::Ec(EcCurve::P256), &ec.private).unwrap();
+        assert_eq!(format!("{parsed:?}"), "PrivateKey(Ec(P256))");
+    }
+
     #[test]
     fn rsa_round_trips() {
         let key = generate_rsa(2048).unwrap();
@@ -742,28 +853,34 @@ mod tests {
             RsaPadding::OaepSha256,
             RsaPadding::Pkcs1,
         ] {
-            let ct = rsa_encrypt(&key.private, padding, b"hello").unwrap();
+            let ct = rsa_crypt(&key.private)
+                .rsa_encrypt(padding, b"hello")
+                .unwrap();
             assert_eq!(
-                &rsa_decrypt(&key.private, padding, &ct).unwrap()[..],
+                &rsa_crypt(&key.private).rsa_decrypt(padding, &ct).unwrap()[..],
                 b"hello"
             );
             let mut bad = ct.clone();
             bad[10] ^= 1;
             assert!(matches!(
-                rsa_decrypt(&key.private, padding, &bad),
+                rsa_crypt(&key.private).rsa_decrypt(padding, &bad),
                 Err(CryptoError::Decrypt)
             ));
         }
         for scheme in [RsaScheme::Pkcs1, RsaScheme::Pss] {
             for hash in [Hash::Sha256, Hash::Sha384, Hash::Sha512] {
                 let d = sha(hash, b"msg");
-                let sig = rsa_sign_digest(&key.private, scheme, hash, &d).unwrap();
+                let sig = rsa_signing(&key.private)
+                    .rsa_sign_digest(scheme, hash, &d)
+                    .unwrap();
                 assert!(rsa_verify_digest(n, e, scheme, hash, &d, &sig).unwrap());
                 let other = sha(hash, b"other");
                 assert!(!rsa_verify_digest(n, e, scheme, hash, &other, &sig).unwrap());
             }
         }
-        assert!(rsa_sign_digest(&key.private, RsaScheme::Pss, Hash::Sha256, &[0; 31]).is_err());
+        assert!(rsa_signing(&key.private)
+            .rsa_sign_digest(RsaScheme::Pss, Hash::Sha256, &[0; 31])
+            .is_err());
     }
 
     #[test]
@@ -777,8 +894,12 @@ mod tests {
         let d = pkcs8_rsa_private_exponent(&key.private);
         let imported = import_rsa_without_crt(n, e, &d).unwrap();
         assert_eq!(imported.public, key.public);
-        let ct = rsa_encrypt(&key.private, RsaPadding::OaepSha256, b"crt").unwrap();
-        let pt = rsa_decrypt(&imported.private, RsaPadding::OaepSha256, &ct).unwrap();
+        let ct = rsa_crypt(&key.private)
+            .rsa_encrypt(RsaPadding::OaepSha256, b"crt")
+            .unwrap();
+        let pt = rsa_crypt(&imported.private)
+            .rsa_decrypt(RsaPadding::OaepSha256, &ct)
+            .unwrap();
         assert_eq!(&pt[..], b"crt");
         let mut wrong = d.clone();
         let last = wrong.len() - 1;
@@ -823,7 +944,9 @@ mod tests {
         assert_eq!(e, &vec![3]);
         assert_eq!(n.len(), 256);
         let d = sha(Hash::Sha256, b"e=3");
-        let sig = rsa_sign_digest(&key.private, RsaScheme::Pss, Hash::Sha256, &d).unwrap();
+        let sig = rsa_signing(&key.private)
+            .rsa_sign_digest(RsaScheme::Pss, Hash::Sha256, &d)
+            .unwrap();
         assert!(rsa_verify_digest(n, e, RsaScheme::Pss, Hash::Sha256, &d, &sig).unwrap());
         assert!(generate_rsa_with_exponent(2048, 4).is_err());
     }
@@ -842,7 +965,10 @@ mod tests {
             };
             assert_eq!(x.len(), curve.coordinate_len());
             let d = sha(hash, b"msg");
-            let sig = ec_sign_digest(curve, &key.private, hash, &d).unwrap();
+            let sig = PrivateKey::from_pkcs8(KeyForm::Ec(curve), &key.private)
+                .unwrap()
+                .ec_sign_digest(hash, &d)
+                .unwrap();
             assert_eq!(sig.len(), 2 * curve.coordinate_len());
             assert!(ec_verify_digest(curve, x, y, hash, &d, &sig).unwrap());
             assert!(!ec_verify_digest(curve, x, y, hash, &sha(hash, b"x"), &sig).unwrap());
