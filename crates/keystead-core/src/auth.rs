@@ -82,11 +82,12 @@ impl Node {
     /// Validates a bearer token for `audience` (the resource of the challenge the vault sends).
     pub fn authenticate(&self, token: &str, audience: &str) -> Result<Caller, CoreError> {
         let unauthorized = |why: &str| CoreError::Unauthorized(why.to_string());
-        let claims = self
-            .verifier
-            .verify(token)
-            .map_err(|_| unauthorized("AKV10000: Request is missing a valid Bearer token."))?;
         let now = self.now();
+        // The signature is checked once per token; every claim below is checked every time.
+        let claims = self
+            .verified_tokens
+            .claims(token, now, |token| self.verifier.verify(token))
+            .map_err(|_| unauthorized("AKV10000: Request is missing a valid Bearer token."))?;
         let number = |name: &str| claims.get(name).and_then(Value::as_i64);
         if number("exp").is_none_or(|exp| exp <= now) {
             return Err(unauthorized("AKV10022: The token has expired."));

@@ -245,47 +245,28 @@ mod tests {
 #[cfg(test)]
 mod node_tests {
     use crate::keys::{KeyOperation, KeyProps, KeyRefusal, KeySpec, OperationInput};
-    use crate::{Caller, CoreError, Node, NodeConfig, SystemClock};
+    use crate::test_support::{test_node, TestNode};
+    use crate::CoreError;
     use keystead_crypto::keys::{rsa_verify_digest, Hash, RsaScheme};
-    use keystead_crypto::Kek;
     use keystead_model::{
         ApplyError, AttributesPatch, KeyOp, KeyType, ObjectKind, ObjectName, Payload, PublicKey,
         VaultName,
     };
-    use std::sync::Arc;
     use zeroize::Zeroizing;
 
     const DIGEST: [u8; 32] = [42; 32];
 
     struct Fixture {
-        node: Node,
-        caller: Caller,
+        t: TestNode,
         vault: VaultName,
         name: ObjectName,
-        _dir: tempfile::TempDir,
     }
 
     async fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let (node, _) = Node::open_single(
-            NodeConfig::new(dir.path().to_path_buf()),
-            Kek::generate().unwrap(),
-            Arc::new(SystemClock::default()),
-        )
-        .await
-        .unwrap();
-        node.create_vault("demo", Some(7), false).await.unwrap();
-        let principal = node.create_principal("tester").await.unwrap();
-        let client_id = principal.principal.client_id.clone();
-        node.assign_role(&client_id, "Key Vault Administrator", "demo", None)
-            .await
-            .unwrap();
         Fixture {
-            node,
-            caller: Caller { client_id },
+            t: test_node().await,
             vault: VaultName::parse("demo").unwrap(),
             name: ObjectName::parse("Signer").unwrap(),
-            _dir: dir,
         }
     }
 
@@ -305,9 +286,10 @@ mod node_tests {
         /// and the signature.
         async fn sign(&self, version: Option<&str>) -> Result<(String, Vec<u8>), CoreError> {
             let out = self
+                .t
                 .node
                 .key_operation(
-                    &self.caller,
+                    &self.t.caller,
                     &self.vault,
                     &self.name,
                     version,
@@ -320,9 +302,10 @@ mod node_tests {
         }
 
         async fn update(&self, patch: AttributesPatch, key_ops: Option<Vec<KeyOp>>) {
-            self.node
+            self.t
+                .node
                 .update_key(
-                    &self.caller,
+                    &self.t.caller,
                     &self.vault,
                     &self.name,
                     None,
@@ -337,8 +320,9 @@ mod node_tests {
         /// Whether `sig` over `DIGEST` verifies with the public key of `version`.
         fn verifies(&self, version: &str, sig: &[u8]) -> bool {
             let state = self
+                .t
                 .node
-                .get_key(&self.caller, &self.vault, &self.name, Some(version))
+                .get_key(&self.t.caller, &self.vault, &self.name, Some(version))
                 .unwrap();
             let Payload::Key { key } = &state.version.payload else {
                 panic!("not a key")
@@ -368,16 +352,16 @@ mod node_tests {
             public_exponent: None,
             curve: None,
         };
-        f.node
-            .create_key(&f.caller, &f.vault, &f.name, spec, KeyProps::default())
+        f.t.node
+            .create_key(&f.t.caller, &f.vault, &f.name, spec, KeyProps::default())
             .await
             .unwrap();
         let (v1, sig) = f.sign(None).await.unwrap();
         assert!(f.verifies(&v1, &sig));
-        assert_eq!(f.node.key_cache.len(), 1, "parsed once, kept");
+        assert_eq!(f.t.node.key_cache.len(), 1, "parsed once, kept");
         let (_, sig) = f.sign(None).await.unwrap();
         assert!(f.verifies(&v1, &sig), "the cached key signs alike");
-        assert_eq!(f.node.key_cache.len(), 1);
+        assert_eq!(f.t.node.key_cache.len(), 1);
 
         // Disabled, then key_ops without sign, then expired: each refused although the
         // parsed key is cached.
@@ -397,14 +381,14 @@ mod node_tests {
             KeyRefusal::OperationNotPermitted
         );
         let expired = AttributesPatch {
-            expires: Some(f.node.now() - 10),
+            expires: Some(f.t.node.now() - 10),
             ..AttributesPatch::default()
         };
         let ops = vec![KeyOp::Sign, KeyOp::Verify, KeyOp::Encrypt, KeyOp::Decrypt];
         f.update(expired, Some(ops)).await;
         assert_eq!(refusal(f.sign(None).await), KeyRefusal::Expired);
         let valid = AttributesPatch {
-            expires: Some(f.node.now() + 3600),
+            expires: Some(f.t.node.now() + 3600),
             ..AttributesPatch::default()
         };
         f.update(valid, None).await;
@@ -412,78 +396,78 @@ mod node_tests {
         assert!(f.verifies(&v1, &sig), "allowed again");
 
         // A new version: the latest signs with its own key, the old one still with its own.
-        let v2 = f
-            .node
-            .rotate_key(&f.caller, &f.vault, &f.name)
-            .await
-            .unwrap()
-            .version
-            .version;
+        let v2 =
+            f.t.node
+                .rotate_key(&f.t.caller, &f.vault, &f.name)
+                .await
+                .unwrap()
+                .version
+                .version;
         let (used, sig) = f.sign(None).await.unwrap();
         assert_eq!(used, v2);
         assert!(f.verifies(&v2, &sig) && !f.verifies(&v1, &sig));
         let (_, sig) = f.sign(Some(&v1)).await.unwrap();
         assert!(f.verifies(&v1, &sig) && !f.verifies(&v2, &sig));
-        assert_eq!(f.node.key_cache.len(), 2);
+        assert_eq!(f.t.node.key_cache.len(), 2);
 
         // Encryption parses into its own form, next to the signing one.
-        let ct = f
-            .node
-            .key_operation(
-                &f.caller,
-                &f.vault,
-                &f.name,
-                None,
-                KeyOperation::Encrypt,
-                input("RSA-OAEP-256", b"plain"),
-            )
-            .await
-            .unwrap()
-            .result
-            .value
-            .unwrap();
-        let pt = f
-            .node
-            .key_operation(
-                &f.caller,
-                &f.vault,
-                &f.name,
-                None,
-                KeyOperation::Decrypt,
-                input("RSA-OAEP-256", &ct),
-            )
-            .await
-            .unwrap()
-            .result
-            .value
-            .unwrap();
+        let ct =
+            f.t.node
+                .key_operation(
+                    &f.t.caller,
+                    &f.vault,
+                    &f.name,
+                    None,
+                    KeyOperation::Encrypt,
+                    input("RSA-OAEP-256", b"plain"),
+                )
+                .await
+                .unwrap()
+                .result
+                .value
+                .unwrap();
+        let pt =
+            f.t.node
+                .key_operation(
+                    &f.t.caller,
+                    &f.vault,
+                    &f.name,
+                    None,
+                    KeyOperation::Decrypt,
+                    input("RSA-OAEP-256", &ct),
+                )
+                .await
+                .unwrap()
+                .result
+                .value
+                .unwrap();
         assert_eq!(&pt[..], b"plain");
-        assert_eq!(f.node.key_cache.len(), 3);
+        assert_eq!(f.t.node.key_cache.len(), 3);
 
         // Deleted: refused, and the parsed keys are dropped. Recovered: signs again.
-        f.node
-            .delete_object(&f.caller, &f.vault, ObjectKind::Key, &f.name)
+        f.t.node
+            .delete_object(&f.t.caller, &f.vault, ObjectKind::Key, &f.name)
             .await
             .unwrap();
-        assert_eq!(f.node.key_cache.len(), 0);
+        assert_eq!(f.t.node.key_cache.len(), 0);
         assert!(matches!(
             f.sign(None).await,
             Err(CoreError::Refused(ApplyError::ObjectNotFound { .. }))
         ));
-        f.node
-            .recover_object(&f.caller, &f.vault, ObjectKind::Key, &f.name)
+        f.t.node
+            .recover_object(&f.t.caller, &f.vault, ObjectKind::Key, &f.name)
             .await
             .unwrap();
         let (used, sig) = f.sign(None).await.unwrap();
         assert!(used == v2 && f.verifies(&v2, &sig));
 
         // Purged, then a new key under the same name: its own material is used.
-        f.node
-            .delete_object(&f.caller, &f.vault, ObjectKind::Key, &f.name)
+        f.t.node
+            .delete_object(&f.t.caller, &f.vault, ObjectKind::Key, &f.name)
             .await
             .unwrap();
-        f.node
-            .purge_object(&f.caller, &f.vault, ObjectKind::Key, &f.name)
+        f.t.node
+            .purge_object(&f.t.caller, &f.vault, ObjectKind::Key, &f.name)
             .await
             .unwrap();
         assert!(f.sign(None).await.is_err());
@@ -494,13 +478,13 @@ mod node_tests {
             public_exponent: None,
             curve: None,
         };
-        let v3 = f
-            .node
-            .create_key(&f.caller, &f.vault, &f.name, spec, KeyProps::default())
-            .await
-            .unwrap()
-            .version
-            .version;
+        let v3 =
+            f.t.node
+                .create_key(&f.t.caller, &f.vault, &f.name, spec, KeyProps::default())
+                .await
+                .unwrap()
+                .version
+                .version;
         let (used, sig) = f.sign(None).await.unwrap();
         assert!(used == v3 && f.verifies(&v3, &sig));
     }

@@ -22,6 +22,9 @@ pub mod region;
 pub mod retention;
 pub mod rotation;
 pub mod secrets;
+#[cfg(test)]
+mod test_support;
+mod verified_tokens;
 
 pub use auth::{AccessToken, Caller};
 pub use clock::{Clock, SystemClock};

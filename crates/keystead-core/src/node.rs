@@ -2,6 +2,7 @@
 //! opened once at start-up and shared by every request.
 
 use crate::key_cache::{self, KeyCache};
+use crate::verified_tokens::{self, VerifiedTokens};
 use crate::{CommandLog, CoreError, LocalLog};
 use keystead_crypto::{password, random, token::TokenSigner, token::TokenVerifier, Kek, SealedBox};
 use keystead_model::{Ciphertext, Command, Deployment};
@@ -49,6 +50,8 @@ pub struct Node {
     pub(crate) token_lifetime: i64,
     /// Parsed private keys of key versions (see `key_cache`); shared with blocking tasks.
     pub(crate) key_cache: Arc<KeyCache>,
+    /// Claims of bearer tokens whose signature was checked (see `verified_tokens`).
+    pub(crate) verified_tokens: VerifiedTokens,
 }
 
 impl Node {
@@ -99,6 +102,7 @@ impl Node {
             verifier,
             token_lifetime: config.token_lifetime,
             key_cache: Arc::new(KeyCache::new(key_cache::CAPACITY, key_cache::IDLE)),
+            verified_tokens: VerifiedTokens::new(verified_tokens::CAPACITY),
         };
         Ok((node, Bootstrap { admin_token }))
     }
