@@ -10,7 +10,7 @@
 # the seeds' figures for Azure Key Vault: failover in "a few minutes" (Microsoft-initiated, up
 # to hours), "some data loss" possible, the secondary read-only.
 #
-# Environment: KEYSTEAD_BIN (default target/release/keystead, built if missing or older than
+# Environment: GEO_PARTS (comma list of lag,switchover,forced; default all), KEYSTEAD_BIN (default target/release/keystead, built if missing or older than
 # crates/ unless KEYSTEAD_NO_BUILD=1), KEYSTEAD_VENV (the test suite's venv, default
 # ~/.cache/keystead-venv, created by tests/python/run.sh).
 set -euo pipefail
@@ -32,5 +32,5 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 mkdir -p "$HERE/results"
 KEYSTEAD_BIN="$KEYSTEAD_BIN" "$VENV/bin/python" "$HERE/geo.py" \
-  --latency-ms "$LATENCY" --runs "$RUNS" --rate "$RATE" --out "$OUT"
+  --latency-ms "$LATENCY" --runs "$RUNS" --rate "$RATE" --out "$OUT" ${GEO_PARTS:+--parts "$GEO_PARTS"}
 echo "[run_geo] results in $OUT" >&2
