@@ -16,6 +16,7 @@ pub mod log_store;
 pub mod network;
 pub mod peer;
 pub mod raft_log;
+mod read_batch;
 pub mod state_machine;
 pub mod types;
 

@@ -18,11 +18,16 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RaftLog {
     raft: Raft,
     peers: PeerClient,
+    reads: crate::read_batch::ReadBatcher,
 }
 
 impl RaftLog {
     pub fn new(raft: Raft, peers: PeerClient) -> RaftLog {
-        RaftLog { raft, peers }
+        RaftLog {
+            raft,
+            peers,
+            reads: Default::default(),
+        }
     }
 
     fn current_leader(&self) -> Option<NodeInfo> {
@@ -106,7 +111,10 @@ impl CommandLog for RaftLog {
     fn read_barrier(&self) -> BarrierFuture<'_> {
         Box::pin(async move {
             let read_index: Option<LogId> = self
-                .via_leader("/raft/read-index", &(), || read_index_local(&self.raft))
+                .reads
+                .read_index(|| {
+                    self.via_leader("/raft/read-index", &(), || read_index_local(&self.raft))
+                })
                 .await?;
             if let Some(log_id) = read_index {
                 self.raft
