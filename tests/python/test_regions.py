@@ -187,6 +187,7 @@ def test_read_only_matrix_at_the_secondary(geo):
         assert r.status_code == 403, (method, path, r.status_code, r.text)
         assert r.json()["error"]["code"] == "ReadOnlyMode", r.text
         assert "east" in r.json()["error"]["message"]
+        assert "failover policy read-only" in r.json()["error"]["message"]
         assert time.monotonic() - started < 2.0
     # The SDK does not retry it: one fast HttpResponseError with the code.
     started = time.monotonic()

@@ -217,8 +217,8 @@ fn check_region_access(
             detail: format!(
                 "it is a secondary (epoch {}) and its primary region {} is unreachable; \
                  only the read-only operation set is served until the primary returns or \
-                 this region is promoted",
-                view.epoch, view.primary
+                 this region is promoted ({})",
+                view.epoch, view.primary, view.failover_state
             ),
         }
         .into()),

@@ -17,6 +17,9 @@ pub struct RegionView {
     /// How far this region's state is behind the primary's (0 on the primary).
     pub lag_entries: u64,
     pub lag_seconds: f64,
+    /// What happens if the primary stays away, for error messages ("failover policy
+    /// promote after 10 s", "failover policy read-only: …").
+    pub failover_state: String,
 }
 
 /// What the operator asks of the region layer (`keystead region ...`).

@@ -29,6 +29,7 @@ impl RegionControl for RegionHandle {
             primary_reachable: primary || self.0.primary_reachable(),
             lag_entries: if primary { 0 } else { lag_entries },
             lag_seconds: if primary { 0.0 } else { lag_seconds },
+            failover_state: crate::status::failover_state(&self.0),
         })
     }
 

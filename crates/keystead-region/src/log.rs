@@ -59,6 +59,16 @@ impl CommandLog for RegionLog {
     }
 }
 
+/// Resolves once this region has not heard from its primary for the contact window.
+async fn contact_lost(region: &Region) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !region.primary_reachable() {
+            return;
+        }
+    }
+}
+
 /// Sends a write to the primary region and waits until it has come back through the stream.
 async fn forward(
     region: &Region,
@@ -73,8 +83,8 @@ async fn forward(
     if !region.primary_reachable() {
         return Err(read_only(format!(
             "it is a secondary and its primary region {primary} is unreachable \
-             (epoch {epoch}; failover policy {})",
-            region.settings.failover.as_str()
+             (epoch {epoch}; {})",
+            crate::status::failover_state(region)
         )));
     }
     let peer = region
@@ -82,11 +92,22 @@ async fn forward(
         .peer(primary)
         .ok_or_else(|| read_only(format!("primary region {primary} is not configured here")))?;
     let request = ProposeRequest { epoch, command };
-    let reply: ProposeReply = match region
+    let call = region
         .client
-        .first(&peer.addrs, PROPOSE, &request, FORWARD_TIMEOUT)
-        .await
-    {
+        .first(&peer.addrs, PROPOSE, &request, FORWARD_TIMEOUT);
+    // A region that vanishes drops packets rather than refusing connections: a forward on a
+    // connection opened before would hang until its timeout. Give up as soon as the heartbeat
+    // says the primary is gone (the write may have arrived: outcome unknown, so 503, which
+    // the SDKs retry — and the retry is refused at once, or forwarded to a new primary).
+    let reply = tokio::select! {
+        reply = call => reply,
+        () = contact_lost(region) => {
+            return Err(CoreError::Unavailable(format!(
+                "lost contact with primary region {primary} while forwarding; the outcome is unknown"
+            )))
+        }
+    };
+    let reply: ProposeReply = match reply {
         Ok(reply) => reply,
         Err(CallError::Unreachable(e)) => {
             return Err(read_only(format!(

@@ -10,6 +10,21 @@ use std::time::Duration;
 
 const STATUS_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// What this region does about a missing primary, in words.
+pub(crate) fn failover_state(region: &Region) -> String {
+    use crate::settings::FailoverPolicy;
+    match region.settings.failover {
+        FailoverPolicy::Promote => format!(
+            "failover policy promote: this region is promoted once neither it nor the witness has heard from the primary for {} ms",
+            region.settings.failover_after.as_millis()
+        ),
+        FailoverPolicy::ReadOnly => {
+            "failover policy read-only: this region stays read-only until the operator fails over".into()
+        }
+        _ => "failover policy manual: the operator decides (keystead region failover)".into(),
+    }
+}
+
 /// This node's own view.
 pub(crate) fn local(region: &Region) -> Result<Value, CoreError> {
     let read = region.store.read()?;
@@ -36,6 +51,7 @@ pub(crate) fn local(region: &Region) -> Result<Value, CoreError> {
         "lease_valid": primary && region.lease_valid(),
         "failover": region.settings.failover.as_str(),
         "failback": region.settings.failback.as_str(),
+        "failover_state": failover_state(region),
         "outbox_keep": state.outbox_keep,
         "divergences_pending": pending,
         "history": state.history,

@@ -143,17 +143,19 @@ impl Witness {
                 request.epoch, durable.epoch, durable.primary
             )));
         }
-        if !request.fenced && now < volatile.granted_until_ms {
-            return Ok(PromoteReply::Wait {
-                ms: volatile.granted_until_ms - now,
-            });
-        }
+        // Still in touch with the primary: no automatic promotion (checked first, so the
+        // candidate hears it at once instead of waiting out a lease that keeps being renewed).
         let silent = now.saturating_sub(volatile.primary_contact_ms);
         if !request.force && silent < request.failover_after_ms {
             return Ok(PromoteReply::Refused(format!(
                 "the witness heard from primary {} {silent} ms ago",
                 durable.primary
             )));
+        }
+        if !request.fenced && now < volatile.granted_until_ms {
+            return Ok(PromoteReply::Wait {
+                ms: volatile.granted_until_ms - now,
+            });
         }
         let mut next = durable.clone();
         next.epoch = request.epoch;

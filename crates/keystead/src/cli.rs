@@ -139,6 +139,9 @@ enum GeoCommand {
         /// manual | automatic
         #[arg(long, default_value = "manual")]
         failback: String,
+        /// More DNS names or IP addresses for every certificate, comma-separated.
+        #[arg(long, default_value = "")]
+        san: String,
     },
 }
 
@@ -350,6 +353,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             failover_after_ms,
             lease_ms,
             failback,
+            san,
         }) => {
             let plan = crate::geo_cmd::GeoPlan {
                 out,
@@ -367,6 +371,11 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 failover_after_ms,
                 lease_ms,
                 failback,
+                extra_sans: san
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
             };
             print(crate::geo_cmd::layout_json(&crate::geo_cmd::init(&plan)?))
         }

@@ -80,6 +80,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         failover_after_ms: 6000,
         lease_ms: 2000,
         failback: "manual".into(),
+        extra_sans: Vec::new(),
     };
     let layout = if args.out.join("kek").exists() {
         return Err(format!(

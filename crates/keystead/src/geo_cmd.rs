@@ -24,6 +24,8 @@ pub struct GeoPlan {
     pub failover_after_ms: u64,
     pub lease_ms: u64,
     pub failback: String,
+    /// More names and addresses every certificate carries (multi-homed hosts, namespaces).
+    pub extra_sans: Vec<String>,
 }
 
 /// One generated node.
@@ -77,7 +79,8 @@ pub fn init(plan: &GeoPlan) -> Result<GeoLayout, String> {
         format!("{}\n", kek.to_base64().as_str()).as_bytes(),
         true,
     )?;
-    let names = crate::cluster_cmd::certificate_names(&plan.host, &plan.base_domain);
+    let mut names = crate::cluster_cmd::certificate_names(&plan.host, &plan.base_domain);
+    names.extend(plan.extra_sans.iter().cloned());
     let pki = DevPki::generate(&names).map_err(|e| format!("deployment CA: {e}"))?;
     let ca = out.join("ca.pem");
     write_atomic(&ca, pki.ca_cert_pem.as_bytes(), false)?;
