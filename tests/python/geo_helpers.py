@@ -33,14 +33,16 @@ class RegionNode(Proc):
 
 
 class Geo:
-    """Regions `east` (initial primary) and `west`, one node each unless `nodes` says more."""
+    """Regions `east` (initial primary) and `west` (or `regions`, the first the initial
+    primary), one node each unless `nodes` says more."""
 
     def __init__(self, binary: str, base: Path, failover: str = "read-only", failover_after_ms: int = 10000,
                  lease_ms: int = 2000, witness: bool = True, latency_ms: float = 0.0, nodes: int = 1,
-                 failback: str = "manual", region_extra: str = ""):
+                 failback: str = "manual", region_extra: str = "", regions=("east", "west")):
         self.binary, self.base = binary, base
         base_port = 18441
-        out = subprocess.run([binary, "geo", "init", "--out", str(base), "--regions", "east,west",
+        self.regions = list(regions)
+        out = subprocess.run([binary, "geo", "init", "--out", str(base), "--regions", ",".join(regions),
                               "--nodes-per-region", str(nodes), "--base-port", str(base_port),
                               "--witness", "true" if witness else "false", "--failover", failover,
                               "--failover-after-ms", str(failover_after_ms), "--lease-ms", str(lease_ms),
@@ -53,13 +55,13 @@ class Geo:
         ports: Dict[int, int] = {}
         self.proxied: Dict[str, int] = {}     # name -> (proxy port) for region listeners
         targets = []                           # (name, real port, proxy port)
-        for r in range(2):
+        for r in range(len(self.regions)):
             for n in range(1, nodes + 1):
                 for offset in (0, 1000):
                     ports[base_port + offset + 100 * r + n - 1] = free_port()
                 real, proxy = free_port(), free_port()
                 ports[base_port + 2000 + 100 * r + n - 1] = real
-                targets.append((f"{['east', 'west'][r]}-{n}", real, proxy))
+                targets.append((f"{self.regions[r]}-{n}", real, proxy))
         w_real, w_proxy = free_port(), free_port()
         ports[base_port + 2900] = w_real
         targets.append(("witness", w_real, w_proxy))

@@ -445,3 +445,34 @@ def test_automatic_failback_once_the_old_primary_has_caught_up(keystead_bin, tmp
         wait_for(lambda: status_of(geo, "west")["role"] == "secondary", 20, "west to step down")
     finally:
         geo.stop()
+
+
+def test_two_secondaries_follow_the_primary_and_a_switchover(keystead_bin, tmp_path):
+    geo = Geo(keystead_bin, tmp_path / "geo", regions=("east", "west", "south"))
+    try:
+        geo.start()
+        principal = geo.setup_vault()
+        east, west, south = geo.node("east"), geo.node("west"), geo.node("south")
+        first = geo.secret_client(east, principal).set_secret("three", "regions")
+        for region in ("west", "south"):
+            geo.wait_seq(region, status_of(geo, "east")["seq"])
+            assert geo.secret_client(geo.node(region), principal).get_secret("three").properties.version == \
+                first.properties.version
+        status = geo.status(east)
+        assert {r["region"]: r["role"] for r in status["regions"]} == \
+            {"east": "primary", "west": "secondary", "south": "secondary"}
+        # Writes through either secondary reach everyone.
+        via_west = geo.secret_client(west, principal).set_secret("via-west", "w")
+        # Switch to south: east and west both follow it.
+        result = geo.admin("region", "switchover", "--to", "south", via=west)
+        assert result["region"] == "south" and result["epoch"] == 2
+        wait_for(lambda: status_of(geo, "east")["role"] == "secondary", 20, "east to follow south")
+        wait_for(lambda: status_of(geo, "west")["primary"] == "south", 20, "west to follow south")
+        after = geo.secret_client(west, principal).set_secret("after-switch", "s")
+        for region in ("east", "west"):
+            geo.wait_seq(region, status_of(geo, "south")["seq"])
+            client = geo.secret_client(geo.node(region), principal)
+            assert client.get_secret("via-west").properties.version == via_west.properties.version
+            assert client.get_secret("after-switch").properties.version == after.properties.version
+    finally:
+        geo.stop()

@@ -275,13 +275,21 @@ impl Private {
         Ok(Private::Parsed(parsed))
     }
 
-    /// An already parsed P-256 key: an ECDSA signature costs about 25 us, less than handing
-    /// it to a blocking thread and back, so it runs on the async worker. Everything else (RSA,
-    /// the slower curves, parsing, symmetric operations over request-sized inputs) goes to a
-    /// blocking thread.
-    fn is_quick(&self) -> bool {
-        matches!(self, Private::Parsed(key)
-            if matches!(key.form(), KeyForm::Ec(EcCurve::P256 | EcCurve::P256K)))
+    /// Runs on the async worker rather than a blocking thread: an already parsed P-256 key (an
+    /// ECDSA signature costs about 25 us) and an already parsed RSA key of at most 2048 bits
+    /// (a private operation costs about 0.7 ms — on 2 cores the hand-off to and from a pool of
+    /// dozens of blocking threads cost more CPU than it saved, see docs/benchmarks.md). Larger
+    /// RSA keys (3072: ~2 ms, 4096: ~5 ms), the slower curves, parsing and symmetric operations
+    /// over request-sized inputs go to a blocking thread.
+    fn is_quick(&self, public: &PublicKey) -> bool {
+        let Private::Parsed(key) = self else {
+            return false;
+        };
+        match key.form() {
+            KeyForm::Ec(EcCurve::P256 | EcCurve::P256K) => true,
+            KeyForm::RsaSigning | KeyForm::RsaEncryption => public.bits() <= 2048,
+            _ => false,
+        }
     }
 
     fn raw(&self) -> Result<&[u8], CoreError> {
@@ -727,7 +735,7 @@ impl Node {
                 key_form(alg),
             )?),
         };
-        if private.as_ref().is_some_and(Private::is_quick) {
+        if private.as_ref().is_some_and(|p| p.is_quick(&public)) {
             let result = run_operation(operation, alg, &public, private.as_ref(), input)?;
             return Ok(OperationOutput { state, result });
         }
