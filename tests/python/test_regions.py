@@ -476,3 +476,16 @@ def test_two_secondaries_follow_the_primary_and_a_switchover(keystead_bin, tmp_p
             assert client.get_secret("after-switch").properties.version == after.properties.version
     finally:
         geo.stop()
+
+
+def test_a_switchover_that_cannot_finish_leaves_the_primary_writable(geo):
+    principal = geo.setup_vault()
+    east, west = geo.node("east"), geo.node("west")
+    geo.cut("west", "witness")          # the target cannot record the new epoch
+    out = geo.admin("region", "switchover", "--to", "west", via=west, check=False)
+    assert out.returncode != 0 and "fence was lifted" in out.stderr, out.stderr
+    view = status_of(geo, "east")
+    assert view["role"] == "primary" and view["epoch"] == 1 and not view["fenced"]
+    assert geo.secret_client(east, principal).set_secret("still-writable", "yes").value == "yes"
+    geo.heal()
+    assert geo.admin("region", "switchover", "--to", "west", via=west)["epoch"] == 2

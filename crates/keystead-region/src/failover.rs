@@ -208,8 +208,9 @@ pub(crate) async fn switchover_to_me(region: &Region) -> Result<Value, CoreError
         FenceReply::Lifted => return Err(CoreError::Internal("unexpected fence answer".into())),
         FenceReply::Failed(e) => return Err(CoreError::Unavailable(e)),
     };
-    let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
-    if !region.wait_for_seq_until(fence_seq, deadline).await {
+    // Whatever stops the switchover after the fence went up must take the fence down again,
+    // or the primary would stay unwritable.
+    let lift_fence = || async {
         let lift = FenceRequest {
             epoch: state.epoch,
             lift: true,
@@ -218,11 +219,26 @@ pub(crate) async fn switchover_to_me(region: &Region) -> Result<Value, CoreError
             .client
             .first::<_, FenceReply>(&primary, FENCE, &lift, Duration::from_secs(5))
             .await;
+    };
+    let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
+    if !region.wait_for_seq_until(fence_seq, deadline).await {
+        lift_fence().await;
         return Err(CoreError::Unavailable(format!(
             "could not catch up to the fence at seq {fence_seq} in {CATCH_UP_LIMIT:?}; the fence was lifted"
         )));
     }
-    let mut result = promote(region, true, true).await?;
+    let mut result = match promote(region, true, true).await {
+        Ok(result) => result,
+        Err(e) => {
+            // Not promoted (the witness refused or is unreachable): nothing changed hands.
+            if region.state()?.is_some_and(|s| s.epoch == state.epoch) {
+                lift_fence().await;
+            }
+            return Err(CoreError::Unavailable(format!(
+                "switchover aborted, the fence was lifted: {e}"
+            )));
+        }
+    };
     result["fence_seq"] = json!(fence_seq);
     result["switchover_ms"] = json!(started.elapsed().as_millis() as u64);
     Ok(result)
