@@ -14,6 +14,7 @@ processes on loopback, region links behind fault proxies the tests cut and heal.
 """
 import base64
 import hashlib
+import os
 import threading
 import time
 
@@ -75,6 +76,14 @@ def test_secondary_catches_up_from_scratch_and_from_a_snapshot(keystead_bin, tmp
         later = secrets.set_secret("after", "later")
         geo.wait_seq("west", status_of(geo, "east")["seq"])
         assert west_secrets.get_secret("after").properties.version == later.properties.version
+        # Only ciphertext crossed: neither region's files hold a value in any encoding.
+        from test_durability import scan
+        marker = os.urandom(24).hex().encode()
+        secrets.set_secret("plain-check", marker.decode())
+        geo.wait_seq("west", status_of(geo, "east")["seq"])
+        files = [p for region in ("east-1", "west-1") for p in (geo.base / region / "data").rglob("*")
+                 if p.is_file() and p.name != "admin.json"]
+        assert files and not scan(files, {"marker": marker})
         # A wiped secondary comes back from scratch.
         west.kill9()
         import shutil
