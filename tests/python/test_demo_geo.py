@@ -19,6 +19,7 @@ def test_demo_geo_starts_fails_over_and_stops(keystead_bin, tmp_path):
     out_dir = tmp_path / "demo"
     demo = subprocess.Popen([keystead_bin, "demo", "geo", "--out", str(out_dir), "--base-port", str(base)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    restarted = []
     try:
         lines = []
         deadline = time.monotonic() + 180
@@ -101,7 +102,25 @@ def test_demo_geo_starts_fails_over_and_stops(keystead_bin, tmp_path):
         r = session.put(f"https://demo.vault.localhost:{west_api}/secrets/geo", params={"api-version": "7.6"},
                         json={"value": "after"}, headers=headers, timeout=15)
         assert r.status_code == 200, r.text
+        # Two of east's three nodes back (a quorum): east rejoins as west's secondary and
+        # catches up, as the README says.
+        for n in (1, 2):
+            log = open(out_dir / "logs" / f"east-{n}-restart.log", "wb")
+            restarted.append(subprocess.Popen([keystead_bin, "serve", "--config", str(out_dir / f"east-{n}.toml")],
+                                              stdout=log, stderr=log))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            regions = {r["region"]: r for r in admin("region", "status", "--json", port=west_api)["regions"]}
+            east = regions.get("east", {})
+            if east.get("role") == "secondary" and east.get("seq", -1) >= regions["west"]["seq"]:
+                break
+            time.sleep(0.5)
+        assert east.get("role") == "secondary" and east.get("epoch") == 2, regions
+        print("east after restart:", {k: east.get(k) for k in ("role", "epoch", "seq", "primary")}, "west seq", regions["west"]["seq"])
     finally:
+        for proc in restarted:
+            proc.kill()
+            proc.wait(timeout=10)
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=30)
     # Every child is gone with the demo.
