@@ -139,11 +139,14 @@ impl Node {
         let settings = read
             .vault(vault)?
             .ok_or_else(|| CoreError::VaultNotFound(vault.to_string()))?;
-        let granted = read.role_assignments()?.iter().any(|a| {
-            a.principal_id == caller.client_id
-                && a.scope.covers(vault, object)
-                && a.role.allows(action)
-        });
+        let granted = read
+            .role_assignments_of(&caller.client_id)?
+            .iter()
+            .any(|a| {
+                a.principal_id == caller.client_id
+                    && a.scope.covers(vault, object)
+                    && a.role.allows(action)
+            });
         if granted {
             Ok(settings)
         } else {

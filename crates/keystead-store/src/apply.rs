@@ -510,17 +510,18 @@ fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
     for key in keys_in(&policies, &prefix, &end)? {
         policies.remove(key.as_str())?;
     }
-    let mut roles = txn.open_table(tables::ROLES)?;
+    let roles = txn.open_table(tables::ROLES)?;
     let mut doomed = Vec::new();
     for row in roles.iter()? {
-        let (key, value) = row?;
+        let (_, value) = row?;
         let assignment: RoleAssignment = crate::codec::decode(value.value())?;
         if &assignment.scope.vault == vault {
-            doomed.push(key.value().to_string());
+            doomed.push(assignment);
         }
     }
-    for key in doomed {
-        roles.remove(key.as_str())?;
+    drop(roles);
+    for assignment in &doomed {
+        remove_assignment(txn, assignment)?;
     }
     txn.open_table(tables::VAULTS)?.remove(vault.as_str())?;
     Ok(Applied::Done)
@@ -548,17 +549,18 @@ fn delete_principal(txn: &WriteTransaction, client_id: &str) -> Step {
     if principals.remove(client_id)?.is_none() {
         return Err(ApplyError::PrincipalNotFound(client_id.to_string()).into());
     }
-    let mut roles = txn.open_table(tables::ROLES)?;
+    let roles = txn.open_table(tables::ROLES)?;
     let mut doomed = Vec::new();
     for row in roles.iter()? {
-        let (key, value) = row?;
+        let (_, value) = row?;
         let assignment: RoleAssignment = crate::codec::decode(value.value())?;
         if assignment.principal_id == client_id {
-            doomed.push(key.value().to_string());
+            doomed.push(assignment);
         }
     }
-    for key in doomed {
-        roles.remove(key.as_str())?;
+    drop(roles);
+    for assignment in &doomed {
+        remove_assignment(txn, assignment)?;
     }
     Ok(Applied::Done)
 }
@@ -574,13 +576,28 @@ fn assign_role(txn: &WriteTransaction, assignment: &RoleAssignment) -> Step {
         return Err(ApplyError::RoleAssignmentExists(assignment.id.clone()).into());
     }
     put(&mut roles, &assignment.id, assignment)?;
+    txn.open_table(tables::ROLES_BY_PRINCIPAL)?.insert(
+        tables::principal_role_key(&assignment.principal_id, &assignment.id).as_str(),
+        &[][..],
+    )?;
     Ok(Applied::Done)
 }
 
 fn remove_role(txn: &WriteTransaction, id: &str) -> Step {
-    let mut roles = txn.open_table(tables::ROLES)?;
-    if roles.remove(id)?.is_none() {
+    let roles = txn.open_table(tables::ROLES)?;
+    let Some(assignment) = get::<RoleAssignment>(&roles, id)? else {
         return Err(ApplyError::RoleAssignmentNotFound(id.to_string()).into());
-    }
+    };
+    drop(roles);
+    remove_assignment(txn, &assignment)?;
     Ok(Applied::Done)
+}
+
+/// Removes an assignment and its index entry.
+fn remove_assignment(txn: &WriteTransaction, assignment: &RoleAssignment) -> Result<(), Failure> {
+    txn.open_table(tables::ROLES)?
+        .remove(assignment.id.as_str())?;
+    txn.open_table(tables::ROLES_BY_PRINCIPAL)?
+        .remove(tables::principal_role_key(&assignment.principal_id, &assignment.id).as_str())?;
+    Ok(())
 }

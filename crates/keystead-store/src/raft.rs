@@ -23,13 +23,14 @@ const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta"
 
 /// State tables that make up a Raft snapshot (everything but the logs): the vault state and
 /// this region's replication state.
-const STATE_TABLES: [TableDefinition<&str, &[u8]>; 10] = [
+const STATE_TABLES: [TableDefinition<&str, &[u8]>; 11] = [
     tables::META,
     tables::VAULTS,
     tables::OBJECTS,
     tables::VERSIONS,
     tables::PRINCIPALS,
     tables::ROLES,
+    tables::ROLES_BY_PRINCIPAL,
     tables::ROTATION_POLICIES,
     tables::REGION,
     tables::OUTBOX,

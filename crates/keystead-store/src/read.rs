@@ -190,6 +190,23 @@ impl ReadView {
         self.all(tables::ROLES)
     }
 
+    /// The assignments `principal` holds (through the per-principal index).
+    pub fn role_assignments_of(&self, principal: &str) -> Result<Vec<RoleAssignment>, StoreError> {
+        let index = self.txn.open_table(tables::ROLES_BY_PRINCIPAL)?;
+        let roles = self.txn.open_table(tables::ROLES)?;
+        let prefix = format!("{principal}/");
+        let end = tables::prefix_end(&prefix);
+        let mut out = Vec::new();
+        for row in index.range(prefix.as_str()..end.as_str())? {
+            let (key, _) = row?;
+            let id = &key.value()[prefix.len()..];
+            if let Some(assignment) = get::<RoleAssignment>(&roles, id)? {
+                out.push(assignment);
+            }
+        }
+        Ok(out)
+    }
+
     fn all<T: serde::de::DeserializeOwned>(
         &self,
         table: redb::TableDefinition<&'static str, &'static [u8]>,

@@ -17,13 +17,14 @@ use keystead_model::{
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 /// The vault state a cross-region snapshot carries: everything but the region's own tables.
-const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
+const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
     tables::META,
     tables::VAULTS,
     tables::OBJECTS,
     tables::VERSIONS,
     tables::PRINCIPALS,
     tables::ROLES,
+    tables::ROLES_BY_PRINCIPAL,
     tables::ROTATION_POLICIES,
 ];
 

@@ -3,7 +3,7 @@
 
 use crate::{codec, StoreError};
 use keystead_model::{ObjectKind, ObjectName, VaultName};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// index → encoded `LogEntry`.
@@ -20,6 +20,16 @@ pub(crate) const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
 /// assignment id → `RoleAssignment`.
 pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("role_assignments");
+/// "principal/assignment id" → empty: which assignments a principal holds, so the per-request
+/// authorization check reads only the caller's (derived from `role_assignments`, written in the
+/// same transactions, rebuilt at open if missing).
+pub(crate) const ROLES_BY_PRINCIPAL: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("role_assignments_by_principal");
+
+pub(crate) fn principal_role_key(principal: &str, id: &str) -> String {
+    format!("{principal}/{id}")
+}
+
 /// "vault/keys/name" → `RotationPolicy`.
 pub(crate) const ROTATION_POLICIES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("rotation_policies");
@@ -51,10 +61,29 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(VERSIONS)?;
     txn.open_table(PRINCIPALS)?;
     txn.open_table(ROLES)?;
+    rebuild_principal_index(txn)?;
     txn.open_table(ROTATION_POLICIES)?;
     txn.open_table(REGION)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(DIVERGENCE)?;
+    Ok(())
+}
+
+/// Stores written before the index existed (or a snapshot without it) get it from `ROLES`.
+fn rebuild_principal_index(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut index = txn.open_table(ROLES_BY_PRINCIPAL)?;
+    if !index.is_empty()? {
+        return Ok(());
+    }
+    let roles = txn.open_table(ROLES)?;
+    for row in roles.iter()? {
+        let (_, value) = row?;
+        let assignment: keystead_model::RoleAssignment = codec::decode(value.value())?;
+        index.insert(
+            principal_role_key(&assignment.principal_id, &assignment.id).as_str(),
+            &[][..],
+        )?;
+    }
     Ok(())
 }
 

@@ -455,3 +455,97 @@ fn a_replayed_put_is_idempotent_but_a_different_record_with_the_same_id_is_refus
         Err(ApplyError::VersionExists { .. })
     ));
 }
+
+fn principal(id: &str) -> Command {
+    Command::CreatePrincipal(Principal {
+        client_id: id.into(),
+        display_name: id.into(),
+        secret_hash: "h".into(),
+        created: 0,
+    })
+}
+
+fn assign(id: &str, principal: &str, vault_name: &str) -> Command {
+    Command::AssignRole(RoleAssignment {
+        id: id.into(),
+        principal_id: principal.into(),
+        role: Role::Reader,
+        scope: Scope {
+            vault: VaultName::parse(vault_name).unwrap(),
+            object: None,
+        },
+        created: 0,
+    })
+}
+
+fn ids_of(store: &Store, principal: &str) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .read()
+        .unwrap()
+        .role_assignments_of(principal)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn the_per_principal_role_index_follows_every_change_and_is_rebuilt_at_open() {
+    let (dir, store) = open();
+    let other_vault = Command::CreateVault(VaultSettings {
+        name: VaultName::parse("other").unwrap(),
+        retention_days: 7,
+        purge_protection: false,
+        created: 0,
+    });
+    for command in [
+        other_vault,
+        principal("p1"),
+        principal("p10"),
+        assign("a1", "p1", "demo"),
+        assign("a2", "p1", "other"),
+        assign("a3", "p10", "demo"),
+    ] {
+        store.append_and_apply(&command).unwrap().1.unwrap();
+    }
+    // "p1/" is not a prefix of "p10/...": each principal sees only its own.
+    assert_eq!(ids_of(&store, "p1"), ["a1", "a2"]);
+    assert_eq!(ids_of(&store, "p10"), ["a3"]);
+    let remove = Command::RemoveRole { id: "a1".into() };
+    store.append_and_apply(&remove).unwrap().1.unwrap();
+    assert_eq!(ids_of(&store, "p1"), ["a2"]);
+    let drop_vault = Command::DeleteVault {
+        vault: VaultName::parse("other").unwrap(),
+    };
+    store.append_and_apply(&drop_vault).unwrap().1.unwrap();
+    assert!(ids_of(&store, "p1").is_empty());
+    let drop_principal = Command::DeletePrincipal {
+        client_id: "p10".into(),
+    };
+    store.append_and_apply(&drop_principal).unwrap().1.unwrap();
+    assert!(ids_of(&store, "p10").is_empty());
+    assert!(store.read().unwrap().role_assignments().unwrap().is_empty());
+
+    // A store written before the index existed gets it at open.
+    store.append_and_apply(&principal("p2")).unwrap().1.unwrap();
+    store
+        .append_and_apply(&assign("a4", "p2", "demo"))
+        .unwrap()
+        .1
+        .unwrap();
+    {
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(tables::ROLES_BY_PRINCIPAL)
+            .unwrap()
+            .retain(|_, _| false)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(ids_of(&store, "p2").is_empty());
+    let path = dir.path().join("db.redb");
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    assert_eq!(ids_of(&reopened, "p2"), ["a4"]);
+}
