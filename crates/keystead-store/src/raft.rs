@@ -21,22 +21,6 @@ const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Raft metadata: vote, committed, last purged, state-machine applied state.
 const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
-/// State tables that make up a Raft snapshot (everything but the logs): the vault state and
-/// this region's replication state.
-const STATE_TABLES: [TableDefinition<&str, &[u8]>; 11] = [
-    tables::META,
-    tables::VAULTS,
-    tables::OBJECTS,
-    tables::VERSIONS,
-    tables::PRINCIPALS,
-    tables::ROLES,
-    tables::ROLES_BY_PRINCIPAL,
-    tables::ROTATION_POLICIES,
-    tables::REGION,
-    tables::OUTBOX,
-    tables::DIVERGENCE,
-];
-
 #[derive(Serialize, Deserialize)]
 pub(crate) struct StateDump {
     pub(crate) tables: Vec<Vec<(String, Vec<u8>)>>,
@@ -210,7 +194,7 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let dump = StateDump::read(&txn, &STATE_TABLES)?;
+        let dump = StateDump::read(&txn, &tables::state_tables())?;
         Ok((codec::encode(&dump)?, applied))
     }
 
@@ -223,7 +207,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let dump: StateDump = codec::decode(data)?;
         let txn = self.db.begin_write()?;
-        dump.write(&txn, &STATE_TABLES)?;
+        dump.write(&txn, &tables::state_tables())?;
         txn.open_table(RAFT_META)?
             .insert(applied_key, applied_state)?;
         txn.commit()?;

@@ -14,19 +14,7 @@ use crate::{codec, Store, StoreError};
 use keystead_model::{
     Applied, ApplyError, Command, DivergenceRecord, RegionRole, RegionState, StreamEntry,
 };
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-
-/// The vault state a cross-region snapshot carries: everything but the region's own tables.
-const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
-    tables::META,
-    tables::VAULTS,
-    tables::OBJECTS,
-    tables::VERSIONS,
-    tables::PRINCIPALS,
-    tables::ROLES,
-    tables::ROLES_BY_PRINCIPAL,
-    tables::ROTATION_POLICIES,
-];
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 fn refuse(message: impl Into<String>) -> Failure {
     Failure::Refused(ApplyError::Region(message.into()))
@@ -180,7 +168,7 @@ fn replicate(txn: &WriteTransaction, entries: &[StreamEntry]) -> Step {
 fn install_snapshot(txn: &WriteTransaction, at: u64, _epoch: u64, data: &[u8]) -> Step {
     require_secondary(txn)?;
     let dump: StateDump = codec::decode(data)?;
-    dump.write(txn, &VAULT_TABLES)?;
+    dump.write(txn, &tables::VAULT_TABLES)?;
     txn.open_table(tables::OUTBOX)?.retain(|_, _| false)?;
     put(
         &mut txn.open_table(tables::REGION)?,
@@ -210,7 +198,7 @@ impl Store {
             Some(entry) => entry.epoch,
             None => current.map(|s| s.epoch).unwrap_or(0),
         };
-        let dump = StateDump::read(&txn, &VAULT_TABLES)?;
+        let dump = StateDump::read(&txn, &tables::VAULT_TABLES)?;
         Ok(RegionSnapshot {
             seq,
             epoch,

@@ -53,19 +53,35 @@ pub(crate) fn outbox_key(seq: u64) -> String {
 pub(crate) const META_DEPLOYMENT: &str = "deployment";
 pub(crate) const META_LAST_APPLIED: &str = "last_applied";
 
+/// The vault state: what a cross-region snapshot carries, and the first part of a Raft
+/// snapshot. A new state table goes here (or in `REGION_TABLES`) and so reaches every kind of
+/// snapshot.
+pub(crate) const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
+    META,
+    VAULTS,
+    OBJECTS,
+    VERSIONS,
+    PRINCIPALS,
+    ROLES,
+    ROLES_BY_PRINCIPAL,
+    ROTATION_POLICIES,
+];
+
+/// This region's own replication state: in a Raft snapshot (the region's nodes share it),
+/// never in a cross-region one.
+pub(crate) const REGION_TABLES: [TableDefinition<&str, &[u8]>; 3] = [REGION, OUTBOX, DIVERGENCE];
+
+/// Every state table (everything but the logs), in snapshot order.
+pub(crate) fn state_tables() -> Vec<TableDefinition<'static, &'static str, &'static [u8]>> {
+    [VAULT_TABLES.as_slice(), REGION_TABLES.as_slice()].concat()
+}
+
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LOG)?;
-    txn.open_table(META)?;
-    txn.open_table(VAULTS)?;
-    txn.open_table(OBJECTS)?;
-    txn.open_table(VERSIONS)?;
-    txn.open_table(PRINCIPALS)?;
-    txn.open_table(ROLES)?;
+    for table in state_tables() {
+        txn.open_table(table)?;
+    }
     rebuild_principal_index(txn)?;
-    txn.open_table(ROTATION_POLICIES)?;
-    txn.open_table(REGION)?;
-    txn.open_table(OUTBOX)?;
-    txn.open_table(DIVERGENCE)?;
     Ok(())
 }
 
