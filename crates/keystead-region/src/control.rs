@@ -19,16 +19,15 @@ pub struct RegionHandle(pub Arc<Region>);
 impl RegionControl for RegionHandle {
     fn view(&self) -> Option<RegionView> {
         let state = self.0.state().ok()??;
-        let (lag_entries, lag_seconds) = self.0.lag();
-        let primary = state.role == keystead_model::RegionRole::Primary;
+        let (lag_entries, lag_seconds) = self.0.lag(state.role);
         Some(RegionView {
             region: state.region,
             role: state.role,
             primary: state.primary,
             epoch: state.epoch,
-            primary_reachable: primary || self.0.primary_reachable(),
-            lag_entries: if primary { 0 } else { lag_entries },
-            lag_seconds: if primary { 0.0 } else { lag_seconds },
+            primary_reachable: self.0.primary_in_reach(state.role),
+            lag_entries,
+            lag_seconds,
             failover_state: crate::status::failover_state(&self.0),
         })
     }

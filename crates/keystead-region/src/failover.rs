@@ -293,7 +293,7 @@ pub async fn monitor(region: Arc<Region>) {
         if region.settings.failback == Failback::Automatic
             && region.settings.initial_primary == region.settings.name
             && region.primary_reachable()
-            && region.lag().0 == 0
+            && region.lag(state.role).0 == 0
             && now.saturating_sub(last_failback_ms) > FAILBACK_RETRY_MS
         {
             last_failback_ms = now;

@@ -239,6 +239,11 @@ impl Region {
         self.primary_contact_ms.load(Ordering::SeqCst)
     }
 
+    /// Whether writes can reach the primary from here: always on the primary itself.
+    pub fn primary_in_reach(&self, role: RegionRole) -> bool {
+        role == RegionRole::Primary || self.primary_reachable()
+    }
+
     pub fn primary_reachable(&self) -> bool {
         let contact = self.primary_contact_ms();
         contact != 0 && self.now_ms().saturating_sub(contact) < CONTACT_WINDOW_MS
@@ -264,10 +269,13 @@ impl Region {
         }
     }
 
-    /// Entries and seconds behind the primary (0 on the primary). Seconds count from the
-    /// last time this region was caught up, so they keep growing while the primary is out
-    /// of reach.
-    pub fn lag(&self) -> (u64, f64) {
+    /// Entries and seconds behind the primary (0 on the primary, `role` being this region's).
+    /// Seconds count from the last time this region was caught up, so they keep growing while
+    /// the primary is out of reach.
+    pub fn lag(&self, role: RegionRole) -> (u64, f64) {
+        if role == RegionRole::Primary {
+            return (0, 0.0);
+        }
         let now = self.now_ms();
         let Ok(lag) = self.lag.lock() else {
             return (0, 0.0);

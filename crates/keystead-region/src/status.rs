@@ -31,13 +31,12 @@ pub(crate) fn local(region: &Region) -> Result<Value, CoreError> {
     let Some(state) = read.region_state()? else {
         return Ok(json!({"region": region.settings.name, "configured": false}));
     };
-    let (lag_entries, lag_seconds) = region.lag();
+    let (lag_entries, lag_seconds) = region.lag(state.role);
     let pending = read
         .divergences()?
         .iter()
         .filter(|r| r.status == DivergenceStatus::Pending)
         .count();
-    let primary = state.role == RegionRole::Primary;
     Ok(json!({
         "region": state.region,
         "role": state.role.as_str(),
@@ -45,10 +44,10 @@ pub(crate) fn local(region: &Region) -> Result<Value, CoreError> {
         "primary": state.primary,
         "fenced": state.fenced,
         "seq": read.region_seq()?,
-        "lag_entries": if primary { 0 } else { lag_entries },
-        "lag_seconds": if primary { 0.0 } else { lag_seconds },
-        "primary_reachable": primary || region.primary_reachable(),
-        "lease_valid": primary && region.lease_valid(),
+        "lag_entries": lag_entries,
+        "lag_seconds": lag_seconds,
+        "primary_reachable": region.primary_in_reach(state.role),
+        "lease_valid": state.role == RegionRole::Primary && region.lease_valid(),
         "failover": region.settings.failover.as_str(),
         "failback": region.settings.failback.as_str(),
         "failover_state": failover_state(region),
