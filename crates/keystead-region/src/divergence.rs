@@ -7,7 +7,10 @@ use crate::log::RegionLog;
 use crate::protocol::Topology;
 use crate::region::{merge_history, Region};
 use keystead_core::{CommandLog, CoreError};
-use keystead_model::{Command, DivergenceRecord, DivergenceStatus, RegionState, StreamEntry};
+use keystead_model::{
+    Command, DivergenceRecord, DivergenceStatus, ObjectKind, ObjectName, RegionState, StreamEntry,
+    VaultName,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -95,44 +98,36 @@ fn describe(entry: &StreamEntry) -> Value {
         Command::Attributed { origin, .. } => (Some(origin.caller.clone()), Some(origin.at)),
         _ => (None, None),
     };
+    let path = |vault: &VaultName, kind: ObjectKind, name: &ObjectName| {
+        format!("{}/{}/{}", vault.as_str(), kind.collection(), name.as_str())
+    };
+    let key = ObjectKind::Key;
     let (object, version) = match entry.command.inner() {
         Command::PutVersion {
             vault,
             kind,
             name,
             version,
-        } => (
-            format!("{}/{}/{}", vault.as_str(), kind.collection(), name.as_str()),
-            Some(version.version.clone()),
-        ),
+        } => (path(vault, *kind, name), Some(version.version.clone())),
         Command::RotateKey {
             vault,
             name,
             version,
             ..
-        } => (
-            format!("{}/keys/{}", vault.as_str(), name.as_str()),
-            Some(version.version.clone()),
-        ),
+        } => (path(vault, key, name), Some(version.version.clone())),
         Command::UpdateVersion {
             vault,
             kind,
             name,
             version,
             ..
-        } => (
-            format!("{}/{}/{}", vault.as_str(), kind.collection(), name.as_str()),
-            version.clone(),
-        ),
+        } => (path(vault, *kind, name), version.clone()),
         Command::UpdateKey {
             vault,
             name,
             version,
             ..
-        } => (
-            format!("{}/keys/{}", vault.as_str(), name.as_str()),
-            version.clone(),
-        ),
+        } => (path(vault, key, name), version.clone()),
         Command::DeleteObject {
             vault, kind, name, ..
         }
@@ -140,14 +135,10 @@ fn describe(entry: &StreamEntry) -> Value {
         | Command::PurgeObject { vault, kind, name }
         | Command::RestoreObject {
             vault, kind, name, ..
-        } => (
-            format!("{}/{}/{}", vault.as_str(), kind.collection(), name.as_str()),
-            None,
-        ),
-        Command::SetRotationPolicy { vault, name, .. } => (
-            format!("{}/keys/{}/rotationpolicy", vault.as_str(), name.as_str()),
-            None,
-        ),
+        } => (path(vault, *kind, name), None),
+        Command::SetRotationPolicy { vault, name, .. } => {
+            (format!("{}/rotationpolicy", path(vault, key, name)), None)
+        }
         Command::CreateVault(settings) => (settings.name.to_string(), None),
         Command::DeleteVault { vault } | Command::EnablePurgeProtection { vault } => {
             (vault.to_string(), None)
