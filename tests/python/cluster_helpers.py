@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import requests
 
 from keystead_helpers import free_port, make_session
-from process_helpers import Proc
+from process_helpers import Proc, wait_healthz
 
 HTTP_TIMEOUT_S = 10
 
@@ -102,18 +101,7 @@ class Cluster:
             proxy.heal()
 
     def wait_ready(self, node: Node, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        session = make_session(self.ca)
-        while time.monotonic() < deadline:
-            if not node.alive:
-                raise AssertionError(f"node {node.node_id} exited:\n{node.tail()}")
-            try:
-                if session.get(f"https://localhost:{node.api_port}/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"node {node.node_id} not ready:\n{node.tail()}")
+        wait_healthz(node, f"https://localhost:{node.api_port}", self.ca, timeout)
 
     # ------------------------------------------------------------------- admin
     def admin_credentials(self) -> dict:

@@ -16,7 +16,7 @@ import requests
 
 from fault_proxy import FaultProxy
 from keystead_helpers import free_port, make_session
-from process_helpers import Proc
+from process_helpers import Proc, wait_healthz
 
 API = "7.6"
 HTTP_TIMEOUT_S = 15
@@ -128,18 +128,7 @@ class Geo:
         return self.region_nodes(region)[0]
 
     def wait_healthy(self, node: RegionNode, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        session = make_session(self.ca)
-        while time.monotonic() < deadline:
-            if not node.alive:
-                raise AssertionError(f"{node.name} exited:\n{node.tail()}")
-            try:
-                if session.get(f"https://localhost:{node.api_port}/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{node.name} not healthy:\n{node.tail()}")
+        wait_healthz(node, f"https://localhost:{node.api_port}", self.ca, timeout)
 
     # ------------------------------------------------------------------ faults
     def cut(self, a: str, b: str) -> None:

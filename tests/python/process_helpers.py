@@ -1,7 +1,10 @@
 """A `keystead` child process for the multi-process tests: start, kill -9, stop, log tail."""
 import subprocess
+import time
 from pathlib import Path
 from typing import List, Optional
+
+import requests
 
 
 class Proc:
@@ -39,3 +42,20 @@ class Proc:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def wait_healthz(proc: "Proc", url: str, ca: str, timeout: float) -> None:
+    """Until `url`/healthz answers 200 (bounded); fails at once if `proc` exits."""
+    from keystead_helpers import make_session
+    deadline = time.monotonic() + timeout
+    session = make_session(ca)
+    while time.monotonic() < deadline:
+        if not proc.alive:
+            raise AssertionError(f"{proc.name} exited:\n{proc.tail()}")
+        try:
+            if session.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{proc.name} not healthy:\n{proc.tail()}")

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from keystead_helpers import make_session
-from process_helpers import Proc
+from process_helpers import Proc, wait_healthz
 
 API_PORT, REGION_PORT, WITNESS_PORT = 8443, 7441, 7900
 
@@ -147,16 +147,8 @@ class NetnsGeo:
         return f"https://{self.api[region]}:{API_PORT}"
 
     def wait_healthy(self, region: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        session = make_session(self.ca)
-        while time.monotonic() < deadline:
-            try:
-                if session.get(f"{self.url(region)}/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{region} not healthy")
+        proc = {p.name: p for p in self.procs}[f"ns-{region[0]}"]
+        wait_healthz(proc, self.url(region), self.ca, timeout)
 
     def admin(self, *args: str, region: str = "east"):
         creds = json.loads((self.base / "east-1" / "data" / "admin.json").read_text())
