@@ -1,6 +1,7 @@
 //! The Raft log and vote, persisted in the node's redb file through `keystead-store`'s raw
 //! primitives. Entries are JSON (ciphertext inside commands stays base64-encoded ciphertext).
-//! Every write commits with fsync before openraft is told it is done.
+//! Every log write and the vote commit with fsync before openraft is told it is done; the
+//! committed position, a hint, does not (see `save_committed`).
 
 use crate::io_error;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -115,12 +116,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.blocking(|store| LogStore::meta(store, VOTE)).await
     }
 
+    /// openraft calls this before every apply, on the leader between commit and answer and on
+    /// a follower before its next append. An fsync here would add one disk flush to every write's
+    /// latency on both, for a value that is only a hint (openraft re-learns it), so it is saved
+    /// without one.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes =
             serde_json::to_vec(&committed).map_err(|e| io_error(StorageIOError::write, e))?;
         self.blocking(move |store| {
             store
-                .raft_meta_put(COMMITTED, &bytes)
+                .raft_meta_put_lazy(COMMITTED, &bytes)
                 .map_err(|e| io_error(StorageIOError::write, e))
         })
         .await

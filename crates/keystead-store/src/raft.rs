@@ -2,7 +2,8 @@
 //! the openraft types and hands us opaque bytes): the Raft log and its metadata, batched apply
 //! of replicated commands, and whole-state export/import for snapshots.
 //!
-//! Durability: log appends and metadata writes commit with fsync (`Durability::Immediate`).
+//! Durability: log appends, the vote, truncation and purge commit with fsync
+//! (`Durability::Immediate`); the committed position is a hint and commits without it.
 //! Applying replicated entries commits without fsync: the entries are already durable in the
 //! Raft log, the applied position is written in the same transaction as the state it
 //! describes, and redb makes a non-durable commit durable with the next durable one — so after
@@ -88,6 +89,20 @@ impl Store {
     /// Writes one metadata value durably.
     pub fn raft_meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
+        txn.open_table(RAFT_META)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Writes one metadata value without fsync. It becomes durable with the next durable
+    /// commit (the next log append, at the latest); a crash before that keeps the older value.
+    /// For hints that are safe to lose, such as the committed position: a node that restarts
+    /// with an older one re-learns the rest from the leader, or, alone, by committing its
+    /// first entry as leader.
+    pub fn raft_meta_put_lazy(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         txn.open_table(RAFT_META)?.insert(key, value)?;
         txn.commit()?;
         Ok(())
