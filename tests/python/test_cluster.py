@@ -6,6 +6,8 @@
   acknowledged write;
 - writes sent to followers are forwarded; reads on followers are linearizable.
 """
+import socket
+import ssl
 import threading
 import time
 
@@ -108,6 +110,48 @@ def test_follower_forwards_writes_and_serves_linearizable_reads(cluster):
         assert latest.status_code == 200
         assert latest.json()["value"] == f"value-{i}"
         assert latest.json()["id"].endswith(version)
+
+
+def hang_up_mid_request(cluster: Cluster, node: Node, token: str, path: str) -> None:
+    """Sends one GET on a fresh TLS connection and closes it without reading the answer."""
+    ctx = ssl.create_default_context(cafile=cluster.ca)
+    with socket.create_connection(("127.0.0.1", node.api_port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="demo.vault.localhost") as tls:
+            tls.sendall((f"GET {path}?api-version={API} HTTP/1.1\r\n"
+                         f"Host: demo.vault.localhost:{node.api_port}\r\n"
+                         f"Authorization: Bearer {token}\r\n\r\n").encode())
+
+
+def test_clients_hanging_up_mid_read_do_not_wedge_a_node(cluster):
+    # A linearizable read on a follower waits for a read-index round that it may share with
+    # other readers. A reader whose client hangs up is cancelled mid-round; that once left the
+    # node's read batcher waiting forever, so every later read on the node hung.
+    principal = cluster.setup_vault()
+    leader = cluster.leader()
+    follower = next(n for n in cluster.nodes if n is not leader)
+    token = cluster.token(follower, principal)
+    assert put_secret(cluster, follower, token, "hangup", "v").status_code == 200
+    errors = []
+
+    def hang_up_many(k: int) -> None:
+        for _ in range(25):  # bounded
+            try:
+                hang_up_mid_request(cluster, follower, token, "/secrets/hangup/")
+            except OSError as e:
+                errors.append(e)
+
+    threads = [threading.Thread(target=hang_up_many, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(errors) < 40, errors[:3]
+    # Every read afterwards completes promptly.
+    session = make_session(cluster.ca)
+    for i in range(20):
+        r = session.get(f"{follower.vault_url('demo')}/secrets/hangup/", params={"api-version": API},
+                        headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert r.status_code == 200 and r.json()["value"] == "v", (i, r.status_code)
 
 
 def test_leader_kill9_loses_no_acknowledged_write(cluster):
