@@ -42,6 +42,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import loadgen  # noqa: E402
+import wrk_phase  # noqa: E402
 
 VALUE = "x" * 100
 CLIENT_TIMEOUT_S = 10.0
@@ -294,8 +295,10 @@ def phase_args(cl, n, method, path, body, conns, duration, max_requests, pids):
         body=body, header=[f"Host: {cl.sni}:{n['port']}"] + cl.hdr_list(n), server_pid=pids)
 
 
-def run_steady(cl, kind, conns, duration, prefix, max_requests):
-    """One bounded phase; returns a loadgen raw result (several nodes merged for reads)."""
+def run_steady(cl, kind, conns, duration, prefix, max_requests, client="python"):
+    """One bounded phase; returns a loadgen raw result (several nodes merged for reads).
+    With client="wrk" the read phase runs under wrk (wrk_phase.py); writes always use the
+    Python client, which keeps the acknowledged names for the read-back check."""
     pids = [n["pid"] for n in cl.nodes]
     if kind == "read_all":
         per = [conns // len(cl.nodes) + (1 if i < conns % len(cl.nodes) else 0)
@@ -308,13 +311,16 @@ def run_steady(cl, kind, conns, duration, prefix, max_requests):
         target = ld if kind == "write_leader" else [n for n in cl.nodes if n is not ld][0]
         args = [phase_args(cl, target, cl.write_method, cl.write_path(f"{prefix}-{{c}}-{{n}}"),
                            cl.write_body, conns, duration, max_requests, pids)]
-    loop = loadgen.new_loop()
-    try:
-        async def all_():
-            return await asyncio.gather(*[loadgen.run_phase(a) for a in args])
-        raws = loop.run_until_complete(all_())
-    finally:
-        loop.close()
+    if client == "wrk" and kind == "read_all":
+        raws = wrk_phase.run_many(args)
+    else:
+        loop = loadgen.new_loop()
+        try:
+            async def all_():
+                return await asyncio.gather(*[loadgen.run_phase(a) for a in args])
+            raws = loop.run_until_complete(all_())
+        finally:
+            loop.close()
     m = dict(raws[0])  # CPU and machine figures come from the first (it watches all PIDs)
     m["lat"] = [x for r in raws for x in r["lat"]]
     m["elapsed_s"] = max(r["elapsed_s"] for r in raws)
@@ -555,6 +561,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--max-requests", type=int, default=300_000)
+    ap.add_argument("--client", choices=("python", "wrk"), default="python",
+                    help="load generator of the read phase: loadgen.py (default) or wrk")
     a = ap.parse_args()
     st = json.load(open(a.state))
     ks, ob = KeysteadCluster(st["keystead"]), OpenBaoCluster(st["openbao"])
@@ -582,7 +590,7 @@ def main():
         tls[cl.name] = (conn.sock.version(), conn.sock.cipher()[0])
         conn.close()
     print(f"# loadgen: python {platform.python_version()}, "
-          f"{'uvloop' if loadgen.uvloop else 'asyncio'}; {a.rounds} x {a.duration:g} s per phase "
+          f"{'uvloop' if loadgen.uvloop else 'asyncio'}; read phase client {a.client}; {a.rounds} x {a.duration:g} s per phase "
           f"and cluster; {a.kills} kills per cluster; loadavg {load0[0]:.2f}", flush=True)
     for cl in systems:
         print(f"# {cl.name}: TLS {tls[cl.name][0]} {tls[cl.name][1]}; leader node "
@@ -603,7 +611,7 @@ def main():
     if a.warmup > 0:
         for cl in systems:
             run_steady(cl, "write_leader", 8, a.warmup, "warm", a.max_requests)
-            run_steady(cl, "read_all", 32, a.warmup, "warm", a.max_requests)
+            run_steady(cl, "read_all", 32, a.warmup, "warm", a.max_requests, a.client)
 
     results = {cl.name: {} for cl in systems}
     written = {cl.name: [] for cl in systems}
@@ -614,7 +622,7 @@ def main():
             order = systems if (i + rnd) % 2 == 0 else list(reversed(systems))
             for cl in order:
                 raw = run_steady(cl, kind, conns, a.duration,
-                                 f"s{pid_.replace('_', '')}r{rnd}", a.max_requests)
+                                 f"s{pid_.replace('_', '')}r{rnd}", a.max_requests, a.client)
                 raws[cl.name].append(raw)
                 r = loadgen.summarize(raw, conns)
                 per_run[cl.name].append({k: r[k] for k in (
@@ -774,7 +782,8 @@ def main():
                                     "openbao": "standby reads (default, served locally, may be stale), all 3 nodes"}},
         "machine": {"nproc": os.cpu_count(), "loadavg_start": load0, "loadavg_end": load1,
                     "kernel": platform.release(), "python": platform.python_version(),
-                    "event_loop": "uvloop" if loadgen.uvloop else "asyncio"},
+                    "event_loop": "uvloop" if loadgen.uvloop else "asyncio",
+                    "read_phase_client": a.client},
         "servers": {"keystead": {k: v for k, v in st["keystead"].items()
                                  if k not in ("admin_token", "principal")} | {"tls": tls["keystead"]},
                     "openbao": {k: v for k, v in st["openbao"].items() if k != "token"}

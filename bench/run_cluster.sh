@@ -17,8 +17,9 @@
 # older than crates/, unless KEYSTEAD_NO_BUILD=1; copied into $BENCH_WORK so that restarts use
 # the same binary), BENCH_WORK, KS_API_BASE (18741), KS_CLUSTER_BASE (19741), BAO_BASE (18710:
 # nodes on 18710/18720/18730, cluster port +1), BAO_PERF_MULT (raft performance_multiplier,
-# default 0 = OpenBao's default), KS_HEARTBEAT_MS / KS_ELECTION_MS ("600,1200"): override
-# Keystead's raft timing (default: the generated configs' defaults, 150 ms and 600-1200 ms).
+# default 0 = OpenBao's default), KS_HEARTBEAT_MS / KS_ELECTION_MS ("200,400"): override
+# Keystead's raft timing (default: the generated configs' defaults, 50 ms and 200-400 ms),
+# BENCH_CLIENT (python, the default, or wrk for the read phase: see bench/wrk_phase.py).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -162,8 +163,8 @@ json.dump({
     "head_commit": "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)",
     "binary_mtime_utc": "$(date -u -r "$KEYSTEAD_BIN" +%FT%TZ)",
     "binary_older_than_sources": ${KS_STALE:-0} == 1,
-    "raft_timing": {"heartbeat_ms": "${KS_HEARTBEAT_MS:-default (150)}",
-                    "election_timeout_ms": "${KS_ELECTION_MS:-default (600,1200)}"},
+    "raft_timing": {"heartbeat_ms": "${KS_HEARTBEAT_MS:-default (50)}",
+                    "election_timeout_ms": "${KS_ELECTION_MS:-default (200,400)}"},
     "mode": "keystead serve x3 (cluster init, zones z1-z3), redb + raft, TLS by rustls, cluster CA"},
   "openbao": {
     "bao": "$BAO", "ca": "$C/tls.crt", "token": "$BAO_TOKEN",
@@ -176,4 +177,5 @@ json.dump({
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 
-"$PY" "$HERE/cluster.py" "$WORK/state.json" "$OUT" --duration "$DUR" --rounds "$ROUNDS" --kills "$KILLS"
+"$PY" "$HERE/cluster.py" "$WORK/state.json" "$OUT" --duration "$DUR" --rounds "$ROUNDS" --kills "$KILLS" \
+  --client "${BENCH_CLIENT:-python}"
