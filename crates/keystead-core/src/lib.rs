@@ -24,6 +24,7 @@ pub mod rotation;
 pub mod secrets;
 #[cfg(test)]
 mod test_support;
+pub mod timer;
 mod verified_tokens;
 
 pub use auth::{AccessToken, Caller};

@@ -26,16 +26,12 @@ impl Node {
 
 /// Runs the retention timer forever, checking every `every`.
 pub async fn run(node: Arc<Node>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    loop {
-        ticker.tick().await;
-        if !node.runs_timers() {
-            continue;
+    crate::timer::run_every(node, every, "retention purge", |node| async move {
+        let count = node.purge_expired_now().await?;
+        if count > 0 {
+            tracing::info!(count, "purged objects whose retention ended");
         }
-        match node.purge_expired_now().await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "purged objects whose retention ended"),
-            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
-        }
-    }
+        Ok(())
+    })
+    .await
 }

@@ -55,14 +55,8 @@ impl Node {
 
 /// Runs the rotation timer forever, checking every `every`.
 pub async fn run(node: Arc<Node>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    loop {
-        ticker.tick().await;
-        if !node.runs_timers() {
-            continue;
-        }
-        if let Err(e) = node.rotate_due_keys_now().await {
-            tracing::warn!(error = %e, "key rotation check failed");
-        }
-    }
+    crate::timer::run_every(node, every, "key rotation check", |node| async move {
+        node.rotate_due_keys_now().await.map(|_| ())
+    })
+    .await
 }
