@@ -22,8 +22,8 @@ pub mod region;
 pub mod retention;
 pub mod rotation;
 pub mod secrets;
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod timer;
 mod verified_tokens;
 

@@ -1,4 +1,5 @@
-//! Unit-test helpers: a single-node `Node` in a temporary directory, with a vault `demo` and a
+//! Test helpers (unit tests, and integration tests through the `test-support` feature): a
+//! single-node `Node` in a temporary directory, with a vault `demo` (7-day retention) and a
 //! principal holding Key Vault Administrator on it.
 
 use crate::admin::NewPrincipal;
@@ -6,18 +7,20 @@ use crate::{Caller, Node, NodeConfig, SystemClock};
 use keystead_crypto::Kek;
 use std::sync::Arc;
 
-pub(crate) struct TestNode {
+pub struct TestNode {
     pub node: Node,
     pub clock: Arc<SystemClock>,
     pub principal: NewPrincipal,
     pub caller: Caller,
     /// The role assignment giving `caller` Key Vault Administrator on `demo`.
     pub assignment_id: String,
-    _dir: tempfile::TempDir,
+    /// The node's data directory, removed when this is dropped: move the other fields out
+    /// (`let (node, clock) = (t.node, t.clock)`) and keep `t` itself for the test's length.
+    pub dir: tempfile::TempDir,
 }
 
-pub(crate) async fn test_node() -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
+pub async fn test_node() -> TestNode {
+    let dir = tempfile::tempdir().expect("temporary directory");
     let clock = Arc::new(SystemClock::default());
     let (node, _) = Node::open_single(
         NodeConfig::new(dir.path().to_path_buf()),
@@ -39,6 +42,6 @@ pub(crate) async fn test_node() -> TestNode {
         principal,
         caller: Caller { client_id },
         assignment_id: assignment.id,
-        _dir: dir,
+        dir,
     }
 }

@@ -3,8 +3,7 @@
 //! policy's expiry, the same parameters, and new material.
 
 use keystead_core::keys::{KeyProps, KeySpec};
-use keystead_core::{Caller, Node, NodeConfig, SystemClock};
-use keystead_crypto::Kek;
+use keystead_core::test_support::test_node;
 use keystead_model::{
     Curve, KeyOp, KeyType, LifetimeAction, ObjectKind, ObjectName, Payload, PublicKey,
     RotationAction, RotationTrigger, VaultName,
@@ -15,22 +14,9 @@ const DAY: i64 = 86_400;
 
 #[tokio::test]
 async fn policy_rotation_happens_once_when_due() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock::default());
-    let (node, _) = Node::open_single(
-        NodeConfig::new(dir.path().to_path_buf()),
-        Kek::generate().unwrap(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
-    node.create_vault("demo", Some(7), false).await.unwrap();
-    let principal = node.create_principal("tester").await.unwrap();
-    let client_id = principal.principal.client_id.clone();
-    node.assign_role(&client_id, "Key Vault Administrator", "demo", None)
-        .await
-        .unwrap();
-    let caller = Caller { client_id };
+    // `t` keeps the node's temporary directory alive for the whole test.
+    let t = test_node().await;
+    let (node, clock, caller) = (t.node, t.clock, t.caller);
     let vault = VaultName::parse("demo").unwrap();
     let name = ObjectName::parse("Rotating").unwrap();
 
@@ -117,23 +103,10 @@ async fn policy_rotation_happens_once_when_due() {
 
 #[tokio::test]
 async fn concurrent_timers_rotate_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock::default());
-    let (node, _) = Node::open_single(
-        NodeConfig::new(dir.path().to_path_buf()),
-        Kek::generate().unwrap(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    // `t` keeps the node's temporary directory alive for the whole test.
+    let t = test_node().await;
+    let (node, clock, caller) = (t.node, t.clock, t.caller);
     let node = Arc::new(node);
-    node.create_vault("demo", Some(7), false).await.unwrap();
-    let principal = node.create_principal("tester").await.unwrap();
-    let client_id = principal.principal.client_id.clone();
-    node.assign_role(&client_id, "Key Vault Administrator", "demo", None)
-        .await
-        .unwrap();
-    let caller = Caller { client_id };
     let vault = VaultName::parse("demo").unwrap();
     let name = ObjectName::parse("busy").unwrap();
     let spec = KeySpec {

@@ -3,11 +3,10 @@
 //! it, which frees the name. Time is moved with `SystemClock::advance` instead of waited for.
 
 use keystead_core::secrets::NewSecret;
-use keystead_core::{Caller, CoreError, Node, NodeConfig, SystemClock};
-use keystead_crypto::Kek;
+use keystead_core::test_support::test_node;
+use keystead_core::CoreError;
 use keystead_model::{ApplyError, ObjectKind, ObjectName, VaultName};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use zeroize::Zeroizing;
 
 const DAY: i64 = 86_400;
@@ -25,30 +24,10 @@ fn secret(value: &str) -> NewSecret {
 
 #[tokio::test]
 async fn deleted_secret_is_purged_only_after_its_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock::default());
-    let (node, _bootstrap) = Node::open_single(
-        NodeConfig::new(dir.path().to_path_buf()),
-        Kek::generate().unwrap(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
-
-    node.create_vault("retained", Some(7), false).await.unwrap();
-    let principal = node.create_principal("retention-test").await.unwrap();
-    node.assign_role(
-        &principal.principal.client_id,
-        "Key Vault Administrator",
-        "retained",
-        None,
-    )
-    .await
-    .unwrap();
-    let caller = Caller {
-        client_id: principal.principal.client_id.clone(),
-    };
-    let vault = VaultName::parse("retained").unwrap();
+    // `t` keeps the node's temporary directory alive for the whole test.
+    let t = test_node().await;
+    let (node, clock, caller) = (t.node, t.clock, t.caller);
+    let vault = VaultName::parse("demo").unwrap();
     let name = ObjectName::parse("db-password").unwrap();
     let kind = ObjectKind::Secret;
 
