@@ -116,6 +116,7 @@ pub(crate) fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
                 &tables::object_key(vault, *kind, name),
                 &object,
             )?;
+            set_purge_schedule(txn, vault, &object, true)?;
             let version = latest_record(&versions, vault, &object)?;
             Ok(Applied::Object { object, version })
         }
@@ -124,6 +125,7 @@ pub(crate) fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
             let (mut objects, versions) = object_tables(txn)?;
             let object = load_object(&objects, vault, *kind, name)?;
             let mut object = rules::deleted(*kind, name, object.as_ref())?.clone();
+            set_purge_schedule(txn, vault, &object, false)?;
             object.deleted = None;
             put(
                 &mut objects,
@@ -139,7 +141,7 @@ pub(crate) fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
             let object = load_object(&objects, vault, *kind, name)?;
             let object = rules::deleted(*kind, name, object.as_ref())?.clone();
             rules::check_purge(&settings)?;
-            remove_object(&mut objects, &mut versions, vault, &object)?;
+            remove_object(txn, &mut objects, &mut versions, vault, &object)?;
             remove_rotation_policy(txn, vault, &object)?;
             Ok(Applied::Purged { count: 1 })
         }
@@ -267,6 +269,7 @@ fn latest_record(
 }
 
 fn remove_object(
+    txn: &WriteTransaction,
     objects: &mut Bytes,
     versions: &mut Bytes,
     vault: &VaultName,
@@ -276,6 +279,28 @@ fn remove_object(
         versions.remove(tables::version_key(vault, object.kind, &object.name, version).as_str())?;
     }
     objects.remove(tables::object_key(vault, object.kind, &object.name).as_str())?;
+    set_purge_schedule(txn, vault, object, false)
+}
+
+/// Puts a soft-deleted object on the purge schedule (`listed`), or takes it off (recovered,
+/// purged, vault deleted); objects that are not deleted are never on it.
+fn set_purge_schedule(
+    txn: &WriteTransaction,
+    vault: &VaultName,
+    object: &ObjectRecord,
+    listed: bool,
+) -> Result<(), Failure> {
+    let Some(deleted) = &object.deleted else {
+        return Ok(());
+    };
+    let object_key = tables::object_key(vault, object.kind, &object.name);
+    let key = tables::purge_schedule_key(deleted.scheduled_purge_date, &object_key);
+    let mut schedule = txn.open_table(tables::PURGE_SCHEDULE)?;
+    if listed {
+        schedule.insert(key.as_str(), &[][..])?;
+    } else {
+        schedule.remove(key.as_str())?;
+    }
     Ok(())
 }
 
@@ -443,21 +468,48 @@ fn set_rotation_policy(
     Ok(Applied::Done)
 }
 
+/// Purges every soft-deleted object whose scheduled purge date is at or before `at`, reading
+/// only the due part of the purge schedule.
 fn purge_expired(txn: &WriteTransaction, at: i64) -> Step {
+    let mut due_keys = Vec::new();
+    {
+        let schedule = txn.open_table(tables::PURGE_SCHEDULE)?;
+        for row in schedule.iter()? {
+            let (key, _) = row?;
+            let (date, object_key) = tables::parse_purge_schedule_key(key.value())
+                .ok_or_else(|| StoreError::Corrupt(format!("bad schedule key {}", key.value())))?;
+            if date > at {
+                break;
+            }
+            due_keys.push((key.value().to_string(), date, object_key.to_string()));
+        }
+    }
     let (mut objects, mut versions) = object_tables(txn)?;
-    let mut due = Vec::new();
-    for row in objects.iter()? {
-        let (key, value) = row?;
-        let object: ObjectRecord = crate::codec::decode(value.value())?;
-        if matches!(&object.deleted, Some(d) if d.scheduled_purge_date <= at) {
-            let vault = key.value().split('/').next().and_then(VaultName::parse);
-            let vault =
-                vault.ok_or_else(|| StoreError::Corrupt(format!("bad key {}", key.value())))?;
-            due.push((vault, object));
+    let mut due = Vec::with_capacity(due_keys.len());
+    for (schedule_key, date, key) in &due_keys {
+        let object: Option<ObjectRecord> = get(&objects, key)?;
+        match object {
+            Some(object)
+                if object
+                    .deleted
+                    .as_ref()
+                    .is_some_and(|d| d.scheduled_purge_date == *date) =>
+            {
+                let vault = key.split('/').next().and_then(VaultName::parse);
+                let vault = vault.ok_or_else(|| StoreError::Corrupt(format!("bad key {key}")))?;
+                due.push((vault, object));
+            }
+            // An entry that no longer matches its object (never expected: every change of
+            // `deleted` updates the schedule) is dropped rather than failing the command,
+            // which may share its transaction with others.
+            _ => {
+                txn.open_table(tables::PURGE_SCHEDULE)?
+                    .remove(schedule_key.as_str())?;
+            }
         }
     }
     for (vault, object) in &due {
-        remove_object(&mut objects, &mut versions, vault, object)?;
+        remove_object(txn, &mut objects, &mut versions, vault, object)?;
         remove_rotation_policy(txn, vault, object)?;
     }
     Ok(Applied::Purged {
@@ -501,6 +553,10 @@ fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
         return Err(ApplyError::VaultProtected(vault.to_string()).into());
     }
     for key in object_keys {
+        let object: Option<ObjectRecord> = get(&objects, &key)?;
+        if let Some(object) = object {
+            set_purge_schedule(txn, vault, &object, false)?;
+        }
         objects.remove(key.as_str())?;
     }
     for key in keys_in(&versions, &prefix, &end)? {

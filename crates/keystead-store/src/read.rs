@@ -134,18 +134,17 @@ impl ReadView {
     }
 
     /// The earliest scheduled purge date of any soft-deleted object, if any.
+    /// The earliest scheduled purge date of any soft-deleted object: the first entry of the
+    /// purge schedule.
     pub fn earliest_purge_date(&self) -> Result<Option<i64>, StoreError> {
-        let objects = self.txn.open_table(tables::OBJECTS)?;
-        let mut earliest: Option<i64> = None;
-        for row in objects.iter()? {
-            let object: ObjectRecord = codec::decode(row?.1.value())?;
-            if let Some(d) = object.deleted {
-                earliest = Some(
-                    earliest.map_or(d.scheduled_purge_date, |e| e.min(d.scheduled_purge_date)),
-                );
-            }
+        let schedule = self.txn.open_table(tables::PURGE_SCHEDULE)?;
+        let first = schedule.first()?;
+        match first {
+            Some((key, _)) => tables::parse_purge_schedule_key(key.value())
+                .map(|(date, _)| Some(date))
+                .ok_or_else(|| StoreError::Corrupt(format!("bad schedule key {}", key.value()))),
+            None => Ok(None),
         }
-        Ok(earliest)
     }
 
     pub fn rotation_policy(

@@ -30,6 +30,25 @@ pub(crate) fn principal_role_key(principal: &str, id: &str) -> String {
     format!("{principal}/{id}")
 }
 
+/// "purge date/vault/collection/name" → empty: every soft-deleted object by its scheduled purge
+/// date, so the retention timer finds what is due without reading every object (derived from
+/// `objects`, written in the same transactions, rebuilt at open if empty).
+pub(crate) const PURGE_SCHEDULE: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("purge_schedule");
+
+/// The schedule key of an object purged at `date`: the date as 20 digits, its sign bit
+/// flipped so that string order is date order for negative dates too.
+pub(crate) fn purge_schedule_key(date: i64, object_key: &str) -> String {
+    format!("{:020}/{object_key}", (date as u64) ^ (1 << 63))
+}
+
+/// The date and object key of a schedule key.
+pub(crate) fn parse_purge_schedule_key(key: &str) -> Option<(i64, &str)> {
+    let (date, object_key) = key.split_once('/')?;
+    let date: u64 = date.parse().ok()?;
+    Some(((date ^ (1 << 63)) as i64, object_key))
+}
+
 /// "vault/keys/name" → `RotationPolicy`.
 pub(crate) const ROTATION_POLICIES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("rotation_policies");
@@ -56,7 +75,7 @@ pub(crate) const META_LAST_APPLIED: &str = "last_applied";
 /// The vault state: what a cross-region snapshot carries, and the first part of a Raft
 /// snapshot. A new state table goes here (or in `REGION_TABLES`) and so reaches every kind of
 /// snapshot.
-pub(crate) const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
+pub(crate) const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 9] = [
     META,
     VAULTS,
     OBJECTS,
@@ -65,6 +84,7 @@ pub(crate) const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
     ROLES,
     ROLES_BY_PRINCIPAL,
     ROTATION_POLICIES,
+    PURGE_SCHEDULE,
 ];
 
 /// This region's own replication state: in a Raft snapshot (the region's nodes share it),
@@ -82,6 +102,7 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
         txn.open_table(table)?;
     }
     rebuild_principal_index(txn)?;
+    rebuild_purge_schedule(txn)?;
     Ok(())
 }
 
@@ -99,6 +120,28 @@ fn rebuild_principal_index(txn: &WriteTransaction) -> Result<(), StoreError> {
             principal_role_key(&assignment.principal_id, &assignment.id).as_str(),
             &[][..],
         )?;
+    }
+    Ok(())
+}
+
+/// Stores written before the schedule existed (or a snapshot without it) get it from `OBJECTS`.
+/// An empty schedule is also what a store without deleted objects has; then this reads every
+/// object once per open and writes nothing.
+fn rebuild_purge_schedule(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut schedule = txn.open_table(PURGE_SCHEDULE)?;
+    if !schedule.is_empty()? {
+        return Ok(());
+    }
+    let objects = txn.open_table(OBJECTS)?;
+    for row in objects.iter()? {
+        let (key, value) = row?;
+        let object: keystead_model::ObjectRecord = codec::decode(value.value())?;
+        if let Some(deleted) = &object.deleted {
+            schedule.insert(
+                purge_schedule_key(deleted.scheduled_purge_date, key.value()).as_str(),
+                &[][..],
+            )?;
+        }
     }
     Ok(())
 }

@@ -549,3 +549,112 @@ fn the_per_principal_role_index_follows_every_change_and_is_rebuilt_at_open() {
     let reopened = Store::open(&path).unwrap();
     assert_eq!(ids_of(&reopened, "p2"), ["a4"]);
 }
+
+fn apply_ok(store: &Store, command: Command) -> Applied {
+    store.append_and_apply(&command).unwrap().1.unwrap()
+}
+
+fn delete_at(n: &str, at: i64) -> Command {
+    Command::DeleteObject {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name(n),
+        at,
+    }
+}
+
+fn schedule_len(store: &Store) -> u64 {
+    let txn = store.db.begin_read().unwrap();
+    let table = txn.open_table(tables::PURGE_SCHEDULE).unwrap();
+    redb::ReadableTableMetadata::len(&table).unwrap()
+}
+
+#[test]
+fn purge_schedule_keys_sort_by_date_including_negative_dates() {
+    let dates = [i64::MIN, -5, 0, 3, 1_800_000_000, i64::MAX];
+    let keys: Vec<String> = dates
+        .iter()
+        .map(|d| tables::purge_schedule_key(*d, "demo/secrets/x"))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    for (date, key) in dates.iter().zip(&keys) {
+        assert_eq!(
+            tables::parse_purge_schedule_key(key),
+            Some((*date, "demo/secrets/x"))
+        );
+    }
+}
+
+#[test]
+fn the_purge_schedule_follows_every_change_and_is_rebuilt_at_open() {
+    const WEEK: i64 = 7 * 86_400;
+    let (dir, store) = open();
+    let earliest = |store: &Store| store.read().unwrap().earliest_purge_date().unwrap();
+    for n in ["a", "b", "c", "d"] {
+        put(&store, n, "v1").unwrap();
+    }
+    apply_ok(&store, delete_at("a", 100));
+    apply_ok(&store, delete_at("b", 50));
+    apply_ok(&store, delete_at("c", 300));
+    assert_eq!(schedule_len(&store), 3);
+    assert_eq!(earliest(&store), Some(50 + WEEK));
+
+    // Recovering takes an object off the schedule; purging it explicitly too.
+    let recover = Command::RecoverObject {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name("b"),
+    };
+    apply_ok(&store, recover);
+    assert_eq!(earliest(&store), Some(100 + WEEK));
+    let purge = Command::PurgeObject {
+        vault: vault(),
+        kind: ObjectKind::Secret,
+        name: name("a"),
+    };
+    apply_ok(&store, purge);
+    assert_eq!(earliest(&store), Some(300 + WEEK));
+    assert_eq!(schedule_len(&store), 1);
+
+    // Expiry purges exactly what is due, and takes it off the schedule.
+    let early = apply_ok(&store, Command::PurgeExpired { at: 300 + WEEK - 1 });
+    assert_eq!(early, Applied::Purged { count: 0 });
+    let due = apply_ok(&store, Command::PurgeExpired { at: 300 + WEEK });
+    assert_eq!(due, Applied::Purged { count: 1 });
+    assert_eq!(earliest(&store), None);
+    assert_eq!(schedule_len(&store), 0);
+
+    // Deleting the vault takes its deleted objects off the schedule.
+    apply_ok(&store, delete_at("d", 400));
+    assert_eq!(schedule_len(&store), 1);
+    apply_ok(&store, Command::DeleteVault { vault: vault() });
+    assert_eq!(schedule_len(&store), 0);
+
+    // A store written before the schedule existed gets it at open.
+    let create = Command::CreateVault(VaultSettings {
+        name: vault(),
+        retention_days: 7,
+        purge_protection: false,
+        created: 0,
+    });
+    apply_ok(&store, create);
+    put(&store, "e", "v1").unwrap();
+    apply_ok(&store, delete_at("e", 500));
+    {
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(tables::PURGE_SCHEDULE)
+            .unwrap()
+            .retain(|_, _| false)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(earliest(&store), None);
+    let path = dir.path().join("db.redb");
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    assert_eq!(earliest(&reopened), Some(500 + WEEK));
+    let due = apply_ok(&reopened, Command::PurgeExpired { at: 500 + WEEK });
+    assert_eq!(due, Applied::Purged { count: 1 });
+}
