@@ -15,7 +15,7 @@ pub mod sim_disk;
 mod tables;
 
 pub use error::StoreError;
-pub use raft::ReplicatedEntry;
+pub use raft::{ReplicatedEntry, SnapshotPoint};
 pub use read::{Page, ReadView};
 pub use region::RegionSnapshot;
 
