@@ -249,7 +249,7 @@ struct World<'a> {
     leaders: BTreeSet<(u64, u64)>,
     /// The entry (log id) applied at each index seen applied, and the first node seen doing so.
     applied: BTreeMap<u64, (u64, LogId)>,
-    /// A leader seen in a new term since the chaos loop last looked.
+    /// A leader not seen before, since the chaos loop last looked.
     new_leader: bool,
     faults: Counts,
 }
