@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
+/// Also written by the state machine, which purges the log a snapshot covers as it installs it.
+pub(crate) const LAST_PURGED: &str = "last_purged";
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -177,12 +178,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// Purges only what the state machine has applied. On a follower, openraft asks for the
+    /// purge of the log a snapshot covers as soon as it hands the snapshot to the state machine,
+    /// before the install is done: that purge is skipped, and the install purges the log itself
+    /// in the same commit as the state it installs (see `keystead_store::Store::import_state`).
+    /// Purging first would leave, after a crash in between, a log purged past a state machine
+    /// that never got the snapshot, and a node that cannot restart.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&Some(log_id))
             .map_err(|e| io_error(StorageIOError::write_logs, e))?;
         self.blocking(move |store| {
             store
                 .raft_log_purge(log_id.index, LAST_PURGED, &bytes)
+                .map(|_purged| ())
                 .map_err(|e| io_error(StorageIOError::write_logs, e))
         })
         .await

@@ -3,8 +3,9 @@
 //! exported as one blob — ciphertext only — plus the applied position and membership.
 
 use crate::io_error;
+use crate::log_store::LAST_PURGED;
 use crate::types::{Entry, LogId, Response, StorageError, StoredMembership, TypeConfig};
-use keystead_store::{ReplicatedEntry, Store};
+use keystead_store::{ReplicatedEntry, SnapshotPoint, Store};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftLogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use std::io::Cursor;
@@ -152,12 +153,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let applied = serde_json::to_vec(&(meta.last_log_id, &meta.last_membership))
             .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+        let purged = serde_json::to_vec(&meta.last_log_id)
+            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+        let index = meta.last_log_id.map(|id| id.index);
         let store = self.store.clone();
         let to_import = data.clone();
-        tokio::task::spawn_blocking(move || store.import_state(&to_import, APPLIED, &applied))
-            .await
-            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?
-            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+        tokio::task::spawn_blocking(move || {
+            // The log the snapshot covers goes in the same commit (see `LogStore::purge`).
+            store.import_state(
+                &to_import,
+                &SnapshotPoint {
+                    index,
+                    applied_key: APPLIED,
+                    applied_state: &applied,
+                    purged_key: LAST_PURGED,
+                    purged_value: &purged,
+                },
+            )
+        })
+        .await
+        .map_err(|e| io_error(StorageIOError::write_state_machine, e))?
+        .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
         self.set_current(StoredSnapshot {
             meta: meta.clone(),
             data,

@@ -10,10 +10,12 @@ pub mod error;
 mod raft;
 mod read;
 mod region;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim_disk;
 mod tables;
 
 pub use error::StoreError;
-pub use raft::ReplicatedEntry;
+pub use raft::{ReplicatedEntry, SnapshotPoint};
 pub use read::{Page, ReadView};
 pub use region::RegionSnapshot;
 
@@ -42,7 +44,17 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path` and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        Store::set_up(Database::create(path)?)
+    }
+
+    /// Opens (or creates) the database on another storage than a file: the simulation tests'
+    /// crashable disk (`sim_disk`). Set up exactly as [`Store::open`].
+    pub fn open_on(backend: impl redb::StorageBackend) -> Result<Store, StoreError> {
+        Store::set_up(Database::builder().create_with_backend(backend)?)
+    }
+
+    /// Makes sure every table (and index) exists in a freshly opened database.
+    fn set_up(db: Database) -> Result<Store, StoreError> {
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
         txn.commit()?;

@@ -2,6 +2,13 @@
 //! the openraft types and hands us opaque bytes): the Raft log and its metadata, batched apply
 //! of replicated commands, and whole-state export/import for snapshots.
 //!
+//! Purging never passes the state machine: the store keeps, beside the caller's opaque values,
+//! the index the state machine has applied and the index the log is purged to. A purge beyond
+//! the applied index is skipped; installing a snapshot purges the log it covers in its own
+//! commit. openraft (0.9) issues a follower's purge right after handing it a snapshot to
+//! install, without waiting for the install, so a crash between the two could otherwise leave
+//! a log purged past a state machine that never got the snapshot: a node that cannot restart.
+//!
 //! Durability: log appends, the vote, truncation and purge commit with fsync
 //! (`Durability::Immediate`); the committed position is a hint and commits without it.
 //! Applying replicated entries commits without fsync: the entries are already durable in the
@@ -21,6 +28,58 @@ use std::ops::Bound;
 const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Raft metadata: vote, committed, last purged, state-machine applied state.
 const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// The store's own Raft metadata (big-endian `u64`s in `RAFT_META`): the last index applied to
+/// the state machine, and the index the log is purged to.
+const APPLIED_INDEX: &str = "store:applied_index";
+const PURGED_INDEX: &str = "store:purged_index";
+
+fn get_index(meta: &redb::Table<&str, &[u8]>, key: &str) -> Result<Option<u64>, StoreError> {
+    match meta.get(key)? {
+        Some(value) => {
+            let bytes: [u8; 8] = value
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("{key} is not a u64")))?;
+            Ok(Some(u64::from_be_bytes(bytes)))
+        }
+        None => Ok(None),
+    }
+}
+
+fn put_index(meta: &mut redb::Table<&str, &[u8]>, key: &str, index: u64) -> Result<(), StoreError> {
+    meta.insert(key, index.to_be_bytes().as_slice())?;
+    Ok(())
+}
+
+/// Removes log entries up to `upto` and records the purge point (`purged_key` = `purged_value`)
+/// unless the log is already purged that far.
+fn purge_log(
+    txn: &redb::WriteTransaction,
+    upto: u64,
+    purged_key: &str,
+    purged_value: &[u8],
+) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(RAFT_META)?;
+    if get_index(&meta, PURGED_INDEX)?.is_some_and(|purged| purged >= upto) {
+        return Ok(());
+    }
+    meta.insert(purged_key, purged_value)?;
+    put_index(&mut meta, PURGED_INDEX, upto)?;
+    txn.open_table(RAFT_LOG)?.retain_in(..=upto, |_, _| false)?;
+    Ok(())
+}
+
+/// Where an installed snapshot leaves the Raft log and the state machine.
+pub struct SnapshotPoint<'a> {
+    /// The index of the last entry the snapshot covers (none for an empty snapshot).
+    pub index: Option<u64>,
+    /// The state machine's applied state, stored under `applied_key`.
+    pub applied_key: &'a str,
+    pub applied_state: &'a [u8],
+    /// The log's purge point, stored under `purged_key`.
+    pub purged_key: &'a str,
+    pub purged_value: &'a [u8],
+}
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct StateDump {
@@ -159,18 +218,25 @@ impl Store {
         Ok(())
     }
 
-    /// Removes entries with index `<= upto` and records the purge point, in one durable commit.
+    /// Removes entries with index `<= upto` and records the purge point (`meta_key` =
+    /// `meta_value`), in one durable commit — unless the state machine has not applied that far,
+    /// and then does nothing and answers false: those entries are not covered by the state here
+    /// yet (a snapshot being installed purges them itself, see [`Store::import_state`]). A store
+    /// written before the applied index was kept has no bound until its next apply.
     pub fn raft_log_purge(
         &self,
         upto: u64,
         meta_key: &str,
         meta_value: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
-        txn.open_table(RAFT_META)?.insert(meta_key, meta_value)?;
-        txn.open_table(RAFT_LOG)?.retain_in(..=upto, |_, _| false)?;
+        let applied = get_index(&txn.open_table(RAFT_META)?, APPLIED_INDEX)?;
+        if applied.is_some_and(|applied| applied < upto) {
+            return Ok(false);
+        }
+        purge_log(&txn, upto, meta_key, meta_value)?;
         txn.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     /// Applies replicated entries in order, recording `applied_state` (stored under
@@ -191,8 +257,13 @@ impl Store {
                 None => None,
             });
         }
-        txn.open_table(RAFT_META)?
-            .insert(applied_key, applied_state)?;
+        {
+            let mut meta = txn.open_table(RAFT_META)?;
+            meta.insert(applied_key, applied_state)?;
+            if let Some(last) = entries.last() {
+                put_index(&mut meta, APPLIED_INDEX, last.index)?;
+            }
+        }
         txn.commit()?;
         Ok(results)
     }
@@ -213,18 +284,18 @@ impl Store {
         Ok((codec::encode(&dump)?, applied))
     }
 
-    /// Replaces every state table with a snapshot's data and records `applied_state`, durably.
-    pub fn import_state(
-        &self,
-        data: &[u8],
-        applied_key: &str,
-        applied_state: &[u8],
-    ) -> Result<(), StoreError> {
+    /// Installs a snapshot: replaces every state table with its data, records the applied state,
+    /// and purges the log it covers, in one durable commit.
+    pub fn import_state(&self, data: &[u8], at: &SnapshotPoint<'_>) -> Result<(), StoreError> {
         let dump: StateDump = codec::decode(data)?;
         let txn = self.db.begin_write()?;
         dump.write(&txn, &tables::state_tables())?;
         txn.open_table(RAFT_META)?
-            .insert(applied_key, applied_state)?;
+            .insert(at.applied_key, at.applied_state)?;
+        if let Some(index) = at.index {
+            put_index(&mut txn.open_table(RAFT_META)?, APPLIED_INDEX, index)?;
+            purge_log(&txn, index, at.purged_key, at.purged_value)?;
+        }
         txn.commit()?;
         Ok(())
     }

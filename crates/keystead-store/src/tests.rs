@@ -43,14 +43,17 @@ pub(crate) fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-pub(crate) fn put(store: &Store, n: &str, v: &str) -> ApplyResult {
-    let cmd = Command::PutVersion {
+pub(crate) fn put_command(n: &str, v: &str) -> Command {
+    Command::PutVersion {
         vault: vault(),
         kind: ObjectKind::Secret,
         name: name(n),
         version: version(v, 10),
-    };
-    store.append_and_apply(&cmd).unwrap().1
+    }
+}
+
+pub(crate) fn put(store: &Store, n: &str, v: &str) -> ApplyResult {
+    store.append_and_apply(&put_command(n, v)).unwrap().1
 }
 
 #[test]

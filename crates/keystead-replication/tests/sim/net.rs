@@ -1,0 +1,227 @@
+//! The simulation's node transport: openraft's RPCs and client writes as length-prefixed JSON
+//! frames over turmoil's simulated TCP, one connection per call (a call cut off by a partition
+//! or a crash then simply times out, and no stream is left half-read). The production transport
+//! (`network.rs`, mTLS over real sockets) cannot run inside the simulation; this one carries the
+//! same openraft messages.
+
+use keystead_model::Command;
+use keystead_replication::types::{Raft, Response};
+use keystead_replication::{NodeInfo, TypeConfig};
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use turmoil::net::{TcpListener, TcpStream};
+
+/// Where every node listens.
+pub const PORT: u16 = 7000;
+/// A frame larger than this is refused (a snapshot chunk is far smaller).
+const MAX_FRAME: u32 = 16 << 20;
+/// How long a leader may take to commit a client's write before the client is told "unknown".
+const WRITE_WAIT: Duration = Duration::from_secs(2);
+
+#[derive(Serialize, Deserialize)]
+pub enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Write(Command),
+}
+
+/// A node's answer to a client's write (as the production `PeerAnswer` for forwarded writes).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WriteAnswer {
+    /// Committed and applied: what applying it returned.
+    Done(Box<Response>),
+    /// Not appended here (not the leader, or the entry was truncated); the leader if known.
+    NotLeader(Option<u64>),
+    /// The outcome is unknown (no commit in time, or the node is failing).
+    Failed(String),
+}
+
+/// Why a call failed: before the request was sent (it certainly had no effect) or after.
+#[derive(Debug)]
+pub enum CallError {
+    NotSent(io::Error),
+    Lost(io::Error),
+}
+
+impl CallError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, NodeInfo, E> {
+        match self {
+            CallError::NotSent(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Lost(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+/// Sends `request` to `host` and decodes its answer, within `ttl`.
+pub async fn call<T: DeserializeOwned>(
+    host: &str,
+    request: &Request,
+    ttl: Duration,
+) -> Result<T, CallError> {
+    let deadline = tokio::time::Instant::now() + ttl;
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
+    let mut stream = tokio::time::timeout_at(deadline, TcpStream::connect((host, PORT)))
+        .await
+        .map_err(|_| CallError::NotSent(timed_out()))?
+        .map_err(CallError::NotSent)?;
+    let exchange = async {
+        write_frame(&mut stream, request).await?;
+        let bytes = read_frame(&mut stream).await?;
+        serde_json::from_slice(&bytes).map_err(io::Error::other)
+    };
+    tokio::time::timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| CallError::Lost(timed_out()))?
+        .map_err(CallError::Lost)
+}
+
+/// One frame: a big-endian `u32` length, then JSON, written in a single write.
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len()).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await
+}
+
+async fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let len = stream.read_u32().await?;
+    if len > MAX_FRAME {
+        return Err(io::Error::other(format!("a frame of {len} bytes")));
+    }
+    let mut body = vec![0; len as usize];
+    stream.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Counts, across a whole run, of the transport's deliveries worth showing.
+#[derive(Default)]
+pub struct NetStats {
+    /// Snapshot chunks that completed an install on the receiving node.
+    pub snapshots_installed: AtomicU64,
+}
+
+/// Serves the node's listener: each connection carries one request and its answer.
+pub async fn serve(listener: TcpListener, raft: Raft, stats: Arc<NetStats>) -> io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let raft = raft.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            // A failed exchange is the caller's timeout to notice.
+            let _ = answer(stream, raft, stats).await;
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, raft: Raft, stats: Arc<NetStats>) -> io::Result<()> {
+    let bytes = read_frame(&mut stream).await?;
+    let request: Request = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+    match request {
+        Request::Append(rpc) => write_frame(&mut stream, &raft.append_entries(rpc).await).await,
+        Request::Vote(rpc) => write_frame(&mut stream, &raft.vote(rpc).await).await,
+        Request::Snapshot(rpc) => {
+            let done = rpc.done;
+            let result = raft.install_snapshot(rpc).await;
+            if done && result.is_ok() {
+                stats.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+            }
+            write_frame(&mut stream, &result).await
+        }
+        Request::Write(command) => {
+            let answer = match tokio::time::timeout(WRITE_WAIT, raft.client_write(command)).await {
+                Ok(Ok(written)) => WriteAnswer::Done(Box::new(written.data)),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    WriteAnswer::NotLeader(f.leader_id)
+                }
+                Ok(Err(e)) => WriteAnswer::Failed(e.to_string()),
+                Err(_) => WriteAnswer::Failed("not committed in time".into()),
+            };
+            write_frame(&mut stream, &answer).await
+        }
+    }
+}
+
+/// openraft's network factory: a connection per target node, addressed by its host name.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Connection {
+        Connection {
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+pub struct Connection {
+    target: u64,
+    node: NodeInfo,
+}
+
+impl Connection {
+    async fn rpc<T: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<T, RPCError<u64, NodeInfo, RaftError<u64, E>>> {
+        let answer: Result<T, RaftError<u64, E>> =
+            call(&self.node.addr, &request, option.hard_ttl())
+                .await
+                .map_err(CallError::into_rpc)?;
+        answer.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
+        self.rpc(Request::Append(rpc), &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, NodeInfo, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.rpc(Request::Snapshot(rpc), &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
+        self.rpc(Request::Vote(rpc), &option).await
+    }
+}

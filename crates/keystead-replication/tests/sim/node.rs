@@ -1,0 +1,99 @@
+//! A server host's software: the production `LogStore` and `StateMachine` on a `Store` opened on
+//! the host's simulated disk, openraft with short timings and frequent snapshots, and the sim
+//! transport. Each boot registers its Raft handle and a weak reference to its store, so the
+//! driver can watch metrics, read the state at the end, and prove a crashed boot's store is gone.
+
+use crate::net::{self, NetStats};
+use keystead_replication::types::Raft;
+use keystead_replication::{LogStore, NodeInfo, StateMachine};
+use keystead_store::sim_disk::SimDisk;
+use keystead_store::Store;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+/// The server nodes: ids 1..=NODES, host names `n1`, `n2`, ...
+pub const NODES: u64 = 3;
+
+pub fn host(id: u64) -> String {
+    format!("n{id}")
+}
+
+/// What the driver can see of a running boot.
+#[derive(Clone)]
+pub struct Running {
+    pub raft: Raft,
+    pub store: Weak<Store>,
+}
+
+/// The running boot of each node, shared by the hosts and the driver.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<Mutex<BTreeMap<u64, Running>>>);
+
+impl Registry {
+    pub fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Running>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn members() -> BTreeMap<u64, NodeInfo> {
+    (1..=NODES)
+        .map(|id| {
+            let info = NodeInfo {
+                addr: host(id),
+                api_addr: host(id),
+                zone: format!("zone-{id}"),
+                region: "sim".into(),
+            };
+            (id, info)
+        })
+        .collect()
+}
+
+/// Raft timings in simulated milliseconds, and snapshots (with log purge) every 20 entries in
+/// small chunks, so that building, sending and installing snapshots happen many times a run.
+fn config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "keystead-sim".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        install_snapshot_timeout: 500,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20),
+        max_in_snapshot_log_to_keep: 5,
+        snapshot_max_chunk_size: 16 * 1024,
+        ..Default::default()
+    };
+    Arc::new(config.validate().expect("a valid raft config"))
+}
+
+/// One boot of node `id`: opens the store on what its disk kept, starts Raft and serves.
+/// Node 1 initializes the cluster on its first boot.
+pub async fn run(
+    id: u64,
+    disk: SimDisk,
+    registry: Registry,
+    stats: Arc<NetStats>,
+) -> turmoil::Result {
+    let store = Arc::new(Store::open_on(disk.backend())?);
+    let raft = Raft::new(
+        id,
+        config(),
+        net::Network,
+        LogStore::new(store.clone()),
+        StateMachine::new(store.clone()),
+    )
+    .await?;
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", net::PORT)).await?;
+    registry.lock().insert(
+        id,
+        Running {
+            raft: raft.clone(),
+            store: Arc::downgrade(&store),
+        },
+    );
+    if id == 1 && !raft.is_initialized().await? {
+        raft.initialize(members()).await?;
+    }
+    net::serve(listener, raft, stats).await?;
+    Ok(())
+}

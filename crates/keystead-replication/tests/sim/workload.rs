@@ -1,0 +1,189 @@
+//! The clients' workload: a bounded number of secret writes, each a new version with a value no
+//! other write has, sent to a node over the simulated network and retried a bounded number of
+//! times (the same command each time: applying a version twice answers as the first time did).
+//! Every write's fate is recorded for the checks at the end.
+
+use crate::net::{call, CallError, Request, WriteAnswer};
+use crate::node::{host, NODES};
+use keystead_model::{
+    Attributes, Ciphertext, Command, ObjectKind, ObjectName, Payload, VaultName, VaultSettings,
+    VersionRecord,
+};
+use keystead_replication::types::Response;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// Attempts per write before the client gives up (the outcome may then be unknown).
+const ATTEMPTS: usize = 8;
+/// How long one attempt waits for its answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub fn vault() -> VaultName {
+    VaultName::parse("sim").expect("a valid vault name")
+}
+
+/// What became of a write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent, no answer yet.
+    Pending,
+    /// A node answered that it committed and applied it: it must never be lost.
+    Acked,
+    /// No attempt ever reached a node: it must never appear. (A "not leader" answer is no such
+    /// proof: openraft also gives it when the entry was appended and then truncated from that
+    /// node's log, and a copy on another node may still be committed later.)
+    Rejected,
+    /// Some attempt may have been appended: it may or may not appear.
+    Unknown,
+    /// Applying it was refused: never expected of these writes.
+    Refused(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Write {
+    pub name: ObjectName,
+    pub version: VersionRecord,
+    pub outcome: Outcome,
+}
+
+/// Every write any client started, shared with the driver.
+#[derive(Clone, Default)]
+pub struct Writes(Arc<Mutex<Vec<Write>>>);
+
+impl Writes {
+    pub fn lock(&self) -> MutexGuard<'_, Vec<Write>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writes by `(name, version id)`.
+    pub fn by_key(&self) -> BTreeMap<(String, String), Write> {
+        self.lock()
+            .iter()
+            .map(|w| ((w.name.key(), w.version.version.clone()), w.clone()))
+            .collect()
+    }
+
+    fn set(&self, index: usize, outcome: Outcome) {
+        if let Some(write) = self.lock().get_mut(index) {
+            write.outcome = outcome;
+        }
+    }
+}
+
+/// One client: creates the vault (if nobody has yet), then writes until `max` writes or until
+/// `until` (simulated time since the start), pausing a little between writes.
+pub async fn run(
+    client: u64,
+    seed: u64,
+    writes: Writes,
+    max: u64,
+    until: Duration,
+) -> turmoil::Result {
+    let mut rng = SmallRng::seed_from_u64(seed ^ (client << 48));
+    let mut leader = None;
+    let create = Command::CreateVault(VaultSettings {
+        name: vault(),
+        retention_days: 7,
+        purge_protection: false,
+        created: 0,
+    });
+    // Until the vault exists (created by this client or another), there is nothing to write to.
+    let mut vault_ready = false;
+    for _ in 0..50 {
+        match propose(&create, &mut leader, &mut rng).await {
+            Outcome::Acked => vault_ready = true,
+            Outcome::Refused(why) if why.contains("exists") => vault_ready = true,
+            _ => {}
+        }
+        if vault_ready {
+            break;
+        }
+    }
+    if !vault_ready {
+        return Err("the vault could not be created".into());
+    }
+    for seq in 0..max {
+        if turmoil::elapsed() >= until {
+            break;
+        }
+        let name = ObjectName::parse(&format!("c{client}-s{}", seq % 8)).expect("a valid name");
+        let version = record(client, seq);
+        let command = Command::PutVersion {
+            vault: vault(),
+            kind: ObjectKind::Secret,
+            name: name.clone(),
+            version: version.clone(),
+        };
+        let index = {
+            let mut all = writes.lock();
+            all.push(Write {
+                name,
+                version,
+                outcome: Outcome::Pending,
+            });
+            all.len() - 1
+        };
+        let outcome = propose(&command, &mut leader, &mut rng).await;
+        writes.set(index, outcome);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..80))).await;
+    }
+    Ok(())
+}
+
+/// A version whose id and sealed bytes no other write has (apply never decrypts, so any bytes
+/// stand in for ciphertext).
+fn record(client: u64, seq: u64) -> VersionRecord {
+    VersionRecord {
+        version: format!("{client:016x}{seq:016x}"),
+        attributes: Attributes {
+            enabled: true,
+            not_before: None,
+            expires: None,
+            created: seq as i64,
+            updated: seq as i64,
+        },
+        tags: BTreeMap::new(),
+        content_type: None,
+        payload: Payload::Secret {
+            value: Ciphertext(format!("value {client}/{seq}").into_bytes()),
+        },
+    }
+}
+
+/// Sends `command` to the leader (as far as the client knows it) until a node answers with its
+/// outcome, for at most [`ATTEMPTS`] attempts.
+async fn propose(command: &Command, leader: &mut Option<u64>, rng: &mut SmallRng) -> Outcome {
+    let request = Request::Write(command.clone());
+    let mut maybe_appended = false;
+    for _ in 0..ATTEMPTS {
+        let target = leader.take().unwrap_or_else(|| rng.random_range(1..=NODES));
+        match call::<WriteAnswer>(&host(target), &request, ATTEMPT_TIMEOUT).await {
+            Ok(WriteAnswer::Done(response)) => {
+                *leader = Some(target);
+                return match *response {
+                    Response(Some(Ok(_))) => Outcome::Acked,
+                    Response(Some(Err(refusal))) => Outcome::Refused(refusal.to_string()),
+                    Response(None) => Outcome::Refused("applied as a blank entry".into()),
+                };
+            }
+            Ok(WriteAnswer::NotLeader(hint)) => {
+                maybe_appended = true;
+                *leader = hint;
+                if hint.is_some() {
+                    continue;
+                }
+            }
+            Ok(WriteAnswer::Failed(_)) | Err(CallError::Lost(_)) => maybe_appended = true,
+            Err(CallError::NotSent(_)) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if maybe_appended {
+        Outcome::Unknown
+    } else {
+        Outcome::Rejected
+    }
+}
