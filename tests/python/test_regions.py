@@ -19,11 +19,12 @@ import threading
 import time
 
 import pytest
+import requests
 from azure.core.exceptions import HttpResponseError
 from azure.keyvault.keys.crypto import EncryptionAlgorithm, KeyWrapAlgorithm, SignatureAlgorithm
 
 from geo_helpers import Geo
-from keystead_helpers import uniq
+from keystead_helpers import make_session, uniq
 
 
 @pytest.fixture
@@ -498,3 +499,42 @@ def test_a_switchover_that_cannot_finish_leaves_the_primary_writable(geo):
     assert geo.secret_client(east, principal).set_secret("still-writable", "yes").value == "yes"
     geo.heal()
     assert geo.admin("region", "switchover", "--to", "west", via=west)["epoch"] == 2
+
+
+def test_a_switchover_whose_request_is_dropped_still_finishes(geo):
+    # The operator's request can go away mid-switchover (a client timeout, Ctrl-C). Once the
+    # primary is fenced, the switchover must still end one way or the other - west promoted, or
+    # the fence taken down again - and not leave the primary fenced with nobody promoted. The
+    # witness is made slow (1.5 s each way), so the request (1 s timeout) is dropped while the
+    # target waits for the witness, after the fence went up.
+    principal = geo.setup_vault()
+    east, west = geo.node("east"), geo.node("west")
+    geo.proxies["witness"].delay_s = 1.5
+    creds = geo.admin_credentials()
+    session = make_session(geo.ca)
+    with pytest.raises(requests.exceptions.Timeout):
+        session.post(f"https://localhost:{west.api_port}/admin/region",
+                     json={"op": "switchover", "to": "west"},
+                     headers={"Authorization": f"Bearer {creds['token']}"}, timeout=1.0)
+    session.close()                      # the connection goes away with the request
+    assert status_of(geo, "east")["fenced"], "the request was dropped after the fence went up"
+
+    def outcome():
+        view = status_of(geo, "east")
+        if view["role"] == "primary" and not view["fenced"]:
+            return east                  # the switchover failed and lifted the fence
+        if view["role"] == "secondary" and status_of(geo, "west")["role"] == "primary":
+            return west                  # it finished: west is the primary
+        return None
+
+    primary = wait_for(outcome, 60, "the switchover to finish or lift the fence")
+    geo.proxies["witness"].delay_s = 0.0
+    value = wait_for(lambda: write_or_none(geo, primary, principal), 30, "a write on the primary")
+    assert value == "yes"
+
+
+def write_or_none(geo: Geo, node, principal: dict):
+    try:
+        return geo.secret_client(node, principal).set_secret("after-drop", "yes").value
+    except HttpResponseError:
+        return None

@@ -44,14 +44,22 @@ pub(crate) async fn handle_local(
     let me = region.settings.name.clone();
     match request {
         RegionRequest::Status => status::full(region).await,
-        RegionRequest::Switchover { to } if to == me => failover::switchover_to_me(region).await,
+        RegionRequest::Switchover { to } if to == me => {
+            run_to_completion(region, |region| async move {
+                failover::switchover_to_me(&region).await
+            })
+            .await
+        }
         RegionRequest::Failover { force: false, .. } => Err(CoreError::BadParameter(
             "a forced failover can lose writes the primary acknowledged but did not replicate \
              (they are kept as a divergence record); pass --force, or use switchover"
                 .into(),
         )),
         RegionRequest::Failover { to, force: true } if to == me => {
-            failover::failover_to_me(region).await
+            run_to_completion(region, |region| async move {
+                failover::failover_to_me(&region).await
+            })
+            .await
         }
         RegionRequest::Switchover { ref to } | RegionRequest::Failover { ref to, .. } => {
             relay(region, to, &request).await
@@ -61,6 +69,21 @@ pub(crate) async fn handle_local(
         RegionRequest::DivergenceApply { id } => divergence::apply(region, &id).await,
         RegionRequest::DivergenceDiscard { id } => divergence::discard(region, &id).await,
     }
+}
+
+/// Runs a role change on a task of its own and waits for it. The operator's request can be
+/// dropped at any point (a client timeout, a closed connection, Ctrl-C), and with it the
+/// handler's future; a switchover dropped between raising the primary's fence and promoting
+/// (or lifting the fence again) would leave the primary refusing writes with nobody promoted.
+/// On its own task the change always finishes one way or the other.
+async fn run_to_completion<F, Fut>(region: &Arc<Region>, change: F) -> Result<Value, CoreError>
+where
+    F: FnOnce(Arc<Region>) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, CoreError>> + Send + 'static,
+{
+    tokio::spawn(change(region.clone()))
+        .await
+        .map_err(|e| CoreError::Internal(format!("role change task: {e}")))?
 }
 
 async fn relay(region: &Region, to: &str, request: &RegionRequest) -> Result<Value, CoreError> {
