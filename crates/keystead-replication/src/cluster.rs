@@ -3,6 +3,7 @@
 
 use crate::network::{Network, PeerClient, PeerTls};
 use crate::raft_log::RaftLog;
+use crate::read_batch::ReadBatcher;
 use crate::types::{NodeInfo, Raft};
 use crate::{peer, LogStore, StateMachine};
 use keystead_store::Store;
@@ -69,7 +70,11 @@ impl ClusterNode {
         .map_err(|e| format!("starting raft: {e}"))?;
 
         let server_tls = peer::server_tls(&tls)?;
-        let app = peer::router(raft.clone());
+        let leader_reads = Arc::new(ReadBatcher::default());
+        let app = peer::router(peer::PeerState {
+            raft: raft.clone(),
+            leader_reads: leader_reads.clone(),
+        });
         let listener = axum_server::bind_rustls(
             settings.listen,
             axum_server::tls_rustls::RustlsConfig::from_config(server_tls),
@@ -88,7 +93,7 @@ impl ClusterNode {
                 .map_err(|e| format!("initializing the cluster: {e}"))?;
             tracing::info!(node_id = settings.node_id, "initialized a new cluster");
         }
-        let log = Arc::new(RaftLog::new(raft.clone(), peers));
+        let log = Arc::new(RaftLog::new(raft.clone(), peers, leader_reads));
         Ok(Arc::new(ClusterNode {
             raft,
             log,

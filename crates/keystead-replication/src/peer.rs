@@ -2,10 +2,12 @@
 //! the cluster CA required) serving openraft's RPCs, forwarded writes and read-index requests.
 
 use crate::network::PeerTls;
+use crate::read_batch::ReadBatcher;
 use crate::types::{LogId, NodeInfo, Raft, Response, TypeConfig};
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use keystead_core::CoreError;
 use keystead_model::Command;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -24,14 +26,28 @@ pub enum PeerAnswer<T> {
     Failed(String),
 }
 
-pub fn router(raft: Raft) -> Router {
+/// What the cluster listener's handlers share: the Raft handle, and the leader's read-index
+/// batcher, which read-index requests from followers share with this node's own readers.
+#[derive(Clone)]
+pub(crate) struct PeerState {
+    pub(crate) raft: Raft,
+    pub(crate) leader_reads: Arc<ReadBatcher>,
+}
+
+impl FromRef<PeerState> for Raft {
+    fn from_ref(state: &PeerState) -> Raft {
+        state.raft.clone()
+    }
+}
+
+pub(crate) fn router(state: PeerState) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", post(read_index))
-        .with_state(raft)
+        .with_state(state)
 }
 
 async fn append(
@@ -89,8 +105,39 @@ pub(crate) async fn read_index_local(raft: &Raft) -> PeerAnswer<Option<LogId>> {
     }
 }
 
-async fn read_index(State(raft): State<Raft>) -> Json<PeerAnswer<Option<LogId>>> {
-    Json(read_index_local(&raft).await)
+/// The read index on the leader, from a round shared by every read-index request that arrived
+/// before it started: this node's own readers and every follower's. Each round is a heartbeat
+/// to a quorum, so sharing them across followers saves the leader (and the followers answering
+/// the heartbeats) one round per follower batch. Linearizable for the same reason the local
+/// batching is: a request only joins a round that starts after it arrived. A node that does not
+/// lead answers at once, with the leader it knows of.
+pub(crate) async fn read_index_shared(
+    raft: &Raft,
+    leader_reads: &ReadBatcher,
+) -> PeerAnswer<Option<LogId>> {
+    let leads = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(metrics.id)
+    };
+    if !leads {
+        return read_index_local(raft).await;
+    }
+    let round = || async {
+        match read_index_local(raft).await {
+            PeerAnswer::Done(index) => Ok(index),
+            PeerAnswer::NotLeader(_) => Err(CoreError::Unavailable("leadership changed".into())),
+            PeerAnswer::Failed(e) => Err(CoreError::Unavailable(e)),
+        }
+    };
+    match leader_reads.read_index(round).await {
+        Ok(index) => PeerAnswer::Done(index),
+        Err(e) => PeerAnswer::Failed(e.to_string()),
+    }
+}
+
+async fn read_index(State(state): State<PeerState>) -> Json<PeerAnswer<Option<LogId>>> {
+    Json(read_index_shared(&state.raft, &state.leader_reads).await)
 }
 
 /// rustls server configuration for the cluster listener: our certificate, and client

@@ -4,11 +4,13 @@
 //! has applied that far.
 
 use crate::network::PeerClient;
-use crate::peer::{propose_local, read_index_local, PeerAnswer};
+use crate::peer::{propose_local, read_index_shared, PeerAnswer};
+use crate::read_batch::ReadBatcher;
 use crate::types::{LogId, NodeInfo, Raft, Response};
 use keystead_core::log::{BarrierFuture, ProposeFuture};
 use keystead_core::{CommandLog, CoreError};
 use keystead_model::{Applied, Command};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a write or read waits for a leader before answering 503.
@@ -18,15 +20,19 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RaftLog {
     raft: Raft,
     peers: PeerClient,
-    reads: crate::read_batch::ReadBatcher,
+    /// This node's readers share read-index rounds (through the leader when following).
+    reads: ReadBatcher,
+    /// On the leader, the rounds themselves are shared with followers' read-index requests.
+    leader_reads: Arc<ReadBatcher>,
 }
 
 impl RaftLog {
-    pub fn new(raft: Raft, peers: PeerClient) -> RaftLog {
+    pub(crate) fn new(raft: Raft, peers: PeerClient, leader_reads: Arc<ReadBatcher>) -> RaftLog {
         RaftLog {
             raft,
             peers,
             reads: Default::default(),
+            leader_reads,
         }
     }
 
@@ -113,7 +119,9 @@ impl CommandLog for RaftLog {
             let read_index: Option<LogId> = self
                 .reads
                 .read_index(|| {
-                    self.via_leader("/raft/read-index", &(), || read_index_local(&self.raft))
+                    self.via_leader("/raft/read-index", &(), || {
+                        read_index_shared(&self.raft, &self.leader_reads)
+                    })
                 })
                 .await?;
             if let Some(log_id) = read_index {
