@@ -6,6 +6,13 @@
 //! the batch runs as soon as the round in flight finishes. Under load this turns N concurrent
 //! read-index rounds (each a quorum heartbeat, plus an RPC from a follower) into at most two:
 //! one in flight and one filling up.
+//!
+//! A node has two: `RaftLog`'s, for its own readers (whose round, on a follower, is a request
+//! to the leader), and the leader's, whose rounds are the heartbeats themselves, shared by the
+//! leader's readers and by every follower's request (`peer::read_index_shared`).
+//!
+//! Cancel-safe: a reader's future may be dropped at any `.await` (its client hung up); see
+//! `RoundGuard`.
 
 use crate::types::LogId;
 use keystead_core::CoreError;
