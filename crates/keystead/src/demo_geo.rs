@@ -140,6 +140,23 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
             .await?;
         }
     }
+    // A joined node starts serving its API only once the deployment reached it (through its
+    // region's Raft group, and for the secondary region through the stream): say "ready" only
+    // when every node answers /readyz, so the addresses printed below all work at once.
+    for node in &layout.nodes {
+        let client = admin(
+            &format!("https://127.0.0.1:{}", node.api_port),
+            &token,
+            &layout.ca,
+        )
+        .await?;
+        until(
+            &format!("{}-{} ready", node.region, node.index),
+            90,
+            || async { client.get("/readyz").await },
+        )
+        .await?;
+    }
     let status_client = admin(
         &format!("https://127.0.0.1:{}", first.api_port),
         &token,
