@@ -133,7 +133,6 @@ impl ReadView {
         Ok(Page { items, next })
     }
 
-    /// The earliest scheduled purge date of any soft-deleted object, if any.
     /// The earliest scheduled purge date of any soft-deleted object: the first entry of the
     /// purge schedule.
     pub fn earliest_purge_date(&self) -> Result<Option<i64>, StoreError> {

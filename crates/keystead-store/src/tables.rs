@@ -3,7 +3,7 @@
 
 use crate::{codec, StoreError};
 use keystead_model::{ObjectKind, ObjectName, VaultName};
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// index → encoded `LogEntry`.
@@ -22,7 +22,7 @@ pub(crate) const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("role_assignments");
 /// "principal/assignment id" → empty: which assignments a principal holds, so the per-request
 /// authorization check reads only the caller's (derived from `role_assignments`, written in the
-/// same transactions, rebuilt at open if missing).
+/// same transactions, built at open for older stores: `build_derived_indexes`).
 pub(crate) const ROLES_BY_PRINCIPAL: TableDefinition<&str, &[u8]> =
     TableDefinition::new("role_assignments_by_principal");
 
@@ -32,7 +32,7 @@ pub(crate) fn principal_role_key(principal: &str, id: &str) -> String {
 
 /// "purge date/vault/collection/name" → empty: every soft-deleted object by its scheduled purge
 /// date, so the retention timer finds what is due without reading every object (derived from
-/// `objects`, written in the same transactions, rebuilt at open if empty).
+/// `objects`, written in the same transactions, built at open for older stores).
 pub(crate) const PURGE_SCHEDULE: TableDefinition<&str, &[u8]> =
     TableDefinition::new("purge_schedule");
 
@@ -101,46 +101,54 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     for table in state_tables() {
         txn.open_table(table)?;
     }
-    rebuild_principal_index(txn)?;
-    rebuild_purge_schedule(txn)?;
-    Ok(())
+    build_derived_indexes(txn)
 }
 
-/// Stores written before the index existed (or a snapshot without it) get it from `ROLES`.
-fn rebuild_principal_index(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let mut index = txn.open_table(ROLES_BY_PRINCIPAL)?;
-    if !index.is_empty()? {
+/// Which derived indexes a store's tables hold: 1 = role assignments by principal, 2 = also the
+/// purge schedule. Written in `META`, so it travels with the tables in every kind of snapshot.
+pub(crate) const META_INDEXES: &str = "derived_indexes";
+const INDEXES_VERSION: u64 = 2;
+
+/// Builds the derived indexes of a store (or an installed snapshot) written before they
+/// existed, once: afterwards every transaction that changes a source table keeps its index.
+/// Checking a version rather than whether an index is empty keeps a normal open from reading
+/// every object of a store that simply has no deleted objects.
+fn build_derived_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    if get::<u64>(&meta, META_INDEXES)?.is_some_and(|v| v >= INDEXES_VERSION) {
         return Ok(());
     }
-    let roles = txn.open_table(ROLES)?;
-    for row in roles.iter()? {
-        let (_, value) = row?;
-        let assignment: keystead_model::RoleAssignment = codec::decode(value.value())?;
-        index.insert(
-            principal_role_key(&assignment.principal_id, &assignment.id).as_str(),
-            &[][..],
-        )?;
-    }
-    Ok(())
+    rebuild_index(txn, ROLES_BY_PRINCIPAL, ROLES, |_, value| {
+        let assignment: keystead_model::RoleAssignment = codec::decode(value)?;
+        Ok(Some(principal_role_key(
+            &assignment.principal_id,
+            &assignment.id,
+        )))
+    })?;
+    rebuild_index(txn, PURGE_SCHEDULE, OBJECTS, |key, value| {
+        let object: keystead_model::ObjectRecord = codec::decode(value)?;
+        Ok(object
+            .deleted
+            .map(|d| purge_schedule_key(d.scheduled_purge_date, key)))
+    })?;
+    put(&mut meta, META_INDEXES, &INDEXES_VERSION)
 }
 
-/// Stores written before the schedule existed (or a snapshot without it) get it from `OBJECTS`.
-/// An empty schedule is also what a store without deleted objects has; then this reads every
-/// object once per open and writes nothing.
-fn rebuild_purge_schedule(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let mut schedule = txn.open_table(PURGE_SCHEDULE)?;
-    if !schedule.is_empty()? {
-        return Ok(());
-    }
-    let objects = txn.open_table(OBJECTS)?;
-    for row in objects.iter()? {
+/// Refills the key-only table `index` from `source`: `entry` gives a source row's index key,
+/// if it has one.
+fn rebuild_index(
+    txn: &WriteTransaction,
+    index: TableDefinition<&str, &[u8]>,
+    source: TableDefinition<&str, &[u8]>,
+    entry: impl Fn(&str, &[u8]) -> Result<Option<String>, StoreError>,
+) -> Result<(), StoreError> {
+    let mut index = txn.open_table(index)?;
+    index.retain(|_, _| false)?;
+    let source = txn.open_table(source)?;
+    for row in source.iter()? {
         let (key, value) = row?;
-        let object: keystead_model::ObjectRecord = codec::decode(value.value())?;
-        if let Some(deleted) = &object.deleted {
-            schedule.insert(
-                purge_schedule_key(deleted.scheduled_purge_date, key.value()).as_str(),
-                &[][..],
-            )?;
+        if let Some(index_key) = entry(key.value(), value.value())? {
+            index.insert(index_key.as_str(), &[][..])?;
         }
     }
     Ok(())

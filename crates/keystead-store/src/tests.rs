@@ -538,14 +538,7 @@ fn the_per_principal_role_index_follows_every_change_and_is_rebuilt_at_open() {
         .unwrap()
         .1
         .unwrap();
-    {
-        let txn = store.db.begin_write().unwrap();
-        txn.open_table(tables::ROLES_BY_PRINCIPAL)
-            .unwrap()
-            .retain(|_, _| false)
-            .unwrap();
-        txn.commit().unwrap();
-    }
+    forget_index(&store, tables::ROLES_BY_PRINCIPAL);
     assert!(ids_of(&store, "p2").is_empty());
     let path = dir.path().join("db.redb");
     drop(store);
@@ -645,14 +638,7 @@ fn the_purge_schedule_follows_every_change_and_is_rebuilt_at_open() {
     apply_ok(&store, create);
     put(&store, "e", "v1").unwrap();
     apply_ok(&store, delete_at("e", 500));
-    {
-        let txn = store.db.begin_write().unwrap();
-        txn.open_table(tables::PURGE_SCHEDULE)
-            .unwrap()
-            .retain(|_, _| false)
-            .unwrap();
-        txn.commit().unwrap();
-    }
+    forget_index(&store, tables::PURGE_SCHEDULE);
     assert_eq!(earliest(&store), None);
     let path = dir.path().join("db.redb");
     drop(store);
@@ -660,4 +646,16 @@ fn the_purge_schedule_follows_every_change_and_is_rebuilt_at_open() {
     assert_eq!(earliest(&reopened), Some(500 + WEEK));
     let due = apply_ok(&reopened, Command::PurgeExpired { at: 500 + WEEK });
     assert_eq!(due, Applied::Purged { count: 1 });
+}
+
+/// Makes `store` look like one written before `index` existed: the index empty and the store's
+/// record of its derived indexes gone.
+fn forget_index(store: &Store, index: redb::TableDefinition<&str, &[u8]>) {
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(index).unwrap().retain(|_, _| false).unwrap();
+    txn.open_table(tables::META)
+        .unwrap()
+        .remove(tables::META_INDEXES)
+        .unwrap();
+    txn.commit().unwrap();
 }
