@@ -6,7 +6,7 @@ use crate::raft_log::RaftLog;
 use crate::read_batch::ReadBatcher;
 use crate::types::{NodeInfo, Raft};
 use crate::{peer, LogStore, StateMachine};
-use keystead_store::Store;
+use keystead_store::{RaftLogFile, Store};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +43,7 @@ impl ClusterNode {
     pub async fn start(
         settings: ClusterSettings,
         store: Arc<Store>,
+        log_file: Arc<RaftLogFile>,
         tls: PeerTls,
     ) -> Result<Arc<ClusterNode>, String> {
         let config = openraft::Config {
@@ -63,8 +64,9 @@ impl ClusterNode {
             settings.node_id,
             Arc::new(config),
             Network::new(peers.clone()),
-            LogStore::new(store.clone()),
-            StateMachine::new(store),
+            LogStore::open(log_file.clone(), store.clone())
+                .map_err(|e| format!("opening the raft log: {e}"))?,
+            StateMachine::new(store, log_file),
         )
         .await
         .map_err(|e| format!("starting raft: {e}"))?;

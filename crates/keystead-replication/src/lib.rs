@@ -21,7 +21,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use cluster::{ClusterNode, ClusterSettings};
-pub use log_store::LogStore;
+pub use log_store::{open_log_file, LogStore};
 pub use network::PeerTls;
 pub use state_machine::StateMachine;
 pub use types::{NodeInfo, TypeConfig};

@@ -1,49 +1,105 @@
-//! The Raft log and vote, persisted in the node's redb file through `keystead-store`'s raw
-//! primitives. Entries are JSON (ciphertext inside commands stays base64-encoded ciphertext).
-//! Every log write and the vote commit with fsync before openraft is told it is done; the
-//! committed position, a hint, does not (see `save_committed`).
+//! The Raft log and vote, persisted in the node's Raft log file (`keystead_store::RaftLogFile`,
+//! beside the state's file). Entries are JSON (ciphertext inside commands stays base64-encoded
+//! ciphertext). Every log write and the vote commit with fsync before openraft is told it is
+//! done; the committed position, a hint, is written with the next append (see `save_committed`). Opening the log
+//! reconciles it with the state file (see [`LogStore::open`]).
 
 use crate::io_error;
+use crate::state_machine::StateMachine;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use keystead_store::Store;
+use keystead_store::{RaftLogFile, Store};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogId, RaftLogReader, StorageIOError};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 /// Also written by the state machine, which purges the log a snapshot covers as it installs it.
 pub(crate) const LAST_PURGED: &str = "last_purged";
 
+/// The Raft log's file in a node's data directory, beside the state's `keystead.redb`.
+pub const LOG_FILE: &str = "raft-log.redb";
+
+/// Opens the Raft log file of the node whose data directory is `data_dir` and whose state is
+/// `state` (moving a log that an earlier version kept in the state file into it).
+pub fn open_log_file(data_dir: &Path, state: &Store) -> Result<Arc<RaftLogFile>, String> {
+    let path = data_dir.join(LOG_FILE);
+    RaftLogFile::open(&path, state, &[crate::state_machine::APPLIED])
+        .map(Arc::new)
+        .map_err(|e| format!("opening {}: {e}", path.display()))
+}
+
 #[derive(Clone)]
 pub struct LogStore {
-    store: Arc<Store>,
+    log: Arc<RaftLogFile>,
+    /// The state file, which a purge makes durable first (see `purge`).
+    state: Arc<Store>,
+    /// The committed position openraft saved last, written with the next append.
+    committed: Arc<Mutex<Option<LogId>>>,
 }
 
 impl LogStore {
-    pub fn new(store: Arc<Store>) -> LogStore {
-        LogStore { store }
+    /// Opens the log over its file and the node's state, after reconciling the two.
+    ///
+    /// The state file commits applies without fsync and the log file purges only what the
+    /// state has made durable, so normally the log holds every entry after the state's
+    /// applied position, and agrees with the state at that position. Installing a snapshot is
+    /// the exception: it commits the state, then purges the log. A crash in between leaves a
+    /// state ahead of the log's purge point, and a log that may hold, at or before the
+    /// snapshot's last entry, entries of another leader's history (a follower receives a
+    /// snapshot when its log did not match). If the log's entry at the applied position is
+    /// not the one the state applied, no entry in the log is known to be committed (Raft's log
+    /// matching: an entry that differs at one index differs at every later one too), so the
+    /// log is emptied and purged to the applied position, and Raft refills it from the leader.
+    pub fn open(log: Arc<RaftLogFile>, state: Arc<Store>) -> Result<LogStore, StorageError> {
+        let (applied, _) = StateMachine::applied(&state)?;
+        if let Some(applied) = applied {
+            let purged: Option<LogId> = LogStore::meta(&log, LAST_PURGED)?;
+            let agrees = match log
+                .get(applied.index)
+                .map_err(|e| io_error(StorageIOError::read_logs, e))?
+            {
+                Some(bytes) => LogStore::decode(&bytes)?.log_id == applied,
+                None => false,
+            };
+            if purged.is_none_or(|purged| purged.index < applied.index) && !agrees {
+                let bytes = serde_json::to_vec(&Some(applied))
+                    .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+                log.reset_to(applied.index, LAST_PURGED, &bytes)
+                    .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+                tracing::warn!(
+                    applied = applied.index,
+                    "the Raft log disagreed with the installed snapshot (a crash during its install): emptied it"
+                );
+            }
+        }
+        Ok(LogStore {
+            log,
+            state,
+            committed: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// Runs blocking redb work off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
+        work: impl FnOnce(&RaftLogFile, &Store) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
+        let (log, state) = (self.log.clone(), self.state.clone());
+        tokio::task::spawn_blocking(move || work(&log, &state))
             .await
             .map_err(|e| io_error(StorageIOError::read, e))?
     }
 
     fn meta<T: serde::de::DeserializeOwned>(
-        store: &Store,
+        log: &RaftLogFile,
         key: &str,
     ) -> Result<Option<T>, StorageError> {
-        match store
-            .raft_meta_get(key)
+        match log
+            .meta_get(key)
             .map_err(|e| io_error(StorageIOError::read, e))?
         {
             Some(bytes) => serde_json::from_slice(&bytes)
@@ -65,9 +121,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
-        self.blocking(move |store| {
-            store
-                .raft_log_range(start, end)
+        self.blocking(move |log, _| {
+            log.range(start, end)
                 .map_err(|e| io_error(StorageIOError::read_logs, e))?
                 .iter()
                 .map(|(_, bytes)| LogStore::decode(bytes))
@@ -81,10 +136,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.blocking(|store| {
-            let last_purged: Option<LogId> = LogStore::meta(store, LAST_PURGED)?;
-            let last = match store
-                .raft_log_last()
+        self.blocking(|log, _| {
+            let last_purged: Option<LogId> = LogStore::meta(log, LAST_PURGED)?;
+            let last = match log
+                .last()
                 .map_err(|e| io_error(StorageIOError::read_logs, e))?
             {
                 Some(bytes) => Some(*LogStore::decode(&bytes)?.get_log_id()),
@@ -105,35 +160,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let bytes =
             serde_json::to_vec(vote).map_err(|e| io_error(StorageIOError::write_vote, e))?;
-        self.blocking(move |store| {
-            store
-                .raft_meta_put(VOTE, &bytes)
+        self.blocking(move |log, _| {
+            log.meta_put(VOTE, &bytes)
                 .map_err(|e| io_error(StorageIOError::write_vote, e))
         })
         .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.blocking(|store| LogStore::meta(store, VOTE)).await
+        self.blocking(|log, _| LogStore::meta(log, VOTE)).await
     }
 
     /// openraft calls this before every apply, on the leader between commit and answer and on
-    /// a follower before its next append. An fsync here would add one disk flush to every write's
-    /// latency on both, for a value that is only a hint (openraft re-learns it), so it is saved
-    /// without one.
+    /// a follower before its next append. The value is a hint: a node that restarts with an
+    /// older one re-learns the rest from the leader, or, alone, by committing its first entry
+    /// as leader. So it costs no I/O here, in the path of every write; it is kept in memory and
+    /// written in the next append's commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let bytes =
-            serde_json::to_vec(&committed).map_err(|e| io_error(StorageIOError::write, e))?;
-        self.blocking(move |store| {
-            store
-                .raft_meta_put_lazy(COMMITTED, &bytes)
-                .map_err(|e| io_error(StorageIOError::write, e))
-        })
-        .await
+        *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = committed;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|store| Ok(LogStore::meta::<Option<LogId>>(store, COMMITTED)?.flatten()))
+        let saved = *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if saved.is_some() {
+            return Ok(saved);
+        }
+        self.blocking(|log, _| Ok(LogStore::meta::<Option<LogId>>(log, COMMITTED)?.flatten()))
             .await
     }
 
@@ -152,10 +211,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 serde_json::to_vec(&entry).map_err(|e| io_error(StorageIOError::write_logs, e))?;
             rows.push((entry.get_log_id().index, bytes));
         }
+        let committed = *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let committed = match committed {
+            Some(id) => Some(
+                serde_json::to_vec(&Some(id))
+                    .map_err(|e| io_error(StorageIOError::write_logs, e))?,
+            ),
+            None => None,
+        };
         let result = self
-            .blocking(move |store| {
-                store
-                    .raft_log_append(&rows)
+            .blocking(move |log, _| {
+                let hint: Vec<(&str, &[u8])> = committed
+                    .iter()
+                    .map(|bytes| (COMMITTED, bytes.as_slice()))
+                    .collect();
+                log.append(&rows, &hint)
                     .map_err(|e| io_error(StorageIOError::write_logs, e))
             })
             .await;
@@ -170,26 +243,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.blocking(move |store| {
-            store
-                .raft_log_truncate(log_id.index)
+        self.blocking(move |log, _| {
+            log.truncate(log_id.index)
                 .map_err(|e| io_error(StorageIOError::write_logs, e))
         })
         .await
     }
 
-    /// Purges only what the state machine has applied. On a follower, openraft asks for the
-    /// purge of the log a snapshot covers as soon as it hands the snapshot to the state machine,
-    /// before the install is done: that purge is skipped, and the install purges the log itself
-    /// in the same commit as the state it installs (see `keystead_store::Store::import_state`).
-    /// Purging first would leave, after a crash in between, a log purged past a state machine
-    /// that never got the snapshot, and a node that cannot restart.
+    /// Purges only what the state machine has applied and made durable (the purge syncs the
+    /// state file first). On a follower, openraft asks for the purge of the log a snapshot covers
+    /// as soon as it hands the snapshot to the state machine, before the install is done: that
+    /// purge is skipped, and the install purges the log itself once the state it installs is
+    /// durable (see `keystead_store::RaftLogFile::install_snapshot`). Purging first would leave,
+    /// after a crash in between, a log purged past a state machine that never got the snapshot,
+    /// and a node that cannot restart.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&Some(log_id))
             .map_err(|e| io_error(StorageIOError::write_logs, e))?;
-        self.blocking(move |store| {
-            store
-                .raft_log_purge(log_id.index, LAST_PURGED, &bytes)
+        self.blocking(move |log, state| {
+            log.purge(state, log_id.index, LAST_PURGED, &bytes)
                 .map(|_purged| ())
                 .map_err(|e| io_error(StorageIOError::write_logs, e))
         })

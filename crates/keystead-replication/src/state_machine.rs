@@ -5,14 +5,15 @@
 use crate::io_error;
 use crate::log_store::LAST_PURGED;
 use crate::types::{Entry, LogId, Response, StorageError, StoredMembership, TypeConfig};
-use keystead_store::{ReplicatedEntry, SnapshotPoint, Store};
+use keystead_store::{RaftLogFile, ReplicatedEntry, SnapshotPoint, Store};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftLogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
-/// Raft metadata key of the state machine's applied position and membership.
-const APPLIED: &str = "sm_applied";
+/// Raft metadata key (in the state file) of the state machine's applied position and
+/// membership.
+pub const APPLIED: &str = "sm_applied";
 
 type Meta = SnapshotMeta<u64, crate::NodeInfo>;
 
@@ -25,18 +26,24 @@ struct StoredSnapshot {
 #[derive(Clone)]
 pub struct StateMachine {
     store: Arc<Store>,
+    /// The log file, which an installed snapshot purges.
+    log: Arc<RaftLogFile>,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl StateMachine {
-    pub fn new(store: Arc<Store>) -> StateMachine {
+    pub fn new(store: Arc<Store>, log: Arc<RaftLogFile>) -> StateMachine {
         StateMachine {
             store,
+            log,
             current: Arc::new(Mutex::new(None)),
         }
     }
 
-    fn applied(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    /// The applied position and membership recorded in the state file.
+    pub(crate) fn applied(
+        store: &Store,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         match store
             .raft_meta_get(APPLIED)
             .map_err(|e| io_error(StorageIOError::read_state_machine, e))?
@@ -156,11 +163,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let purged = serde_json::to_vec(&meta.last_log_id)
             .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
         let index = meta.last_log_id.map(|id| id.index);
-        let store = self.store.clone();
+        let (store, log) = (self.store.clone(), self.log.clone());
         let to_import = data.clone();
         tokio::task::spawn_blocking(move || {
-            // The log the snapshot covers goes in the same commit (see `LogStore::purge`).
-            store.import_state(
+            // The state first, durably; then the log the snapshot covers (see `LogStore::purge`).
+            log.install_snapshot(
+                &store,
                 &to_import,
                 &SnapshotPoint {
                     index,

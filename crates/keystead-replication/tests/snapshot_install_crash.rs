@@ -3,33 +3,54 @@
 //! state machine, without waiting for the install; found by the simulation test (`tests/sim`),
 //! where such nodes then failed openraft's startup check (purged log past the state machine)
 //! and could not rejoin. Replayed here step by step on the crashable disk.
+//!
+//! The install itself is two commits, since the state and the log live in two files: the state
+//! first, then the log's purge. A crash at each of its syncs is replayed too, with a log that
+//! agrees with the snapshot and with one from another leader's history.
 
 use keystead_replication::types::{Entry, LogId};
 use keystead_replication::{LogStore, StateMachine};
 use keystead_store::sim_disk::SimDisk;
-use keystead_store::Store;
+use keystead_store::{RaftLogFile, Store};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::testing::{blank_ent, log_id};
 use openraft::{RaftLogReader, RaftSnapshotBuilder};
 use std::sync::Arc;
 
+/// A node's files on its disk: the state and the Raft log.
+fn open_files(disk: &SimDisk) -> (Arc<Store>, Arc<RaftLogFile>) {
+    let [state, log] = disk.backends(["keystead.redb", "raft-log.redb"]);
+    (
+        Arc::new(Store::open_on(state).expect("open the store")),
+        Arc::new(RaftLogFile::open_on(log).expect("open the log")),
+    )
+}
+
 fn open(disk: &SimDisk) -> (LogStore, StateMachine) {
-    let store = Arc::new(Store::open_on(disk.backend()).expect("open the store"));
-    (LogStore::new(store.clone()), StateMachine::new(store))
+    let (store, log) = open_files(disk);
+    (
+        LogStore::open(log.clone(), store.clone()).expect("open the log store"),
+        StateMachine::new(store, log),
+    )
 }
 
 fn entries(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
-    range.map(|i| blank_ent(1, 1, i)).collect()
+    entries_of(1, range)
+}
+
+/// Entries of node 1 as the leader of `term`.
+fn entries_of(term: u64, range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    range.map(|i| blank_ent(term, 1, i)).collect()
 }
 
 /// Appends entries the way `LogStore::append` commits them (durably), without openraft's
 /// flush callback, which only openraft can make.
-fn append(store: &Store, entries: &[Entry]) {
+fn append(log: &RaftLogFile, entries: &[Entry]) {
     let rows: Vec<(u64, Vec<u8>)> = entries
         .iter()
         .map(|e| (e.log_id.index, serde_json::to_vec(e).expect("encode")))
         .collect();
-    store.raft_log_append(&rows).expect("append");
+    log.append(&rows, &[]).expect("append");
 }
 
 /// What openraft's startup requires: the log is not purged past the state machine, and every
@@ -57,29 +78,46 @@ async fn assert_restartable(log: &mut LogStore, sm: &mut StateMachine) -> Option
     applied
 }
 
-#[tokio::test]
-async fn a_crash_between_the_purge_and_the_install_leaves_a_node_that_can_restart() {
-    // A leader's snapshot at 25.
+/// A leader's state machine with a snapshot at 25.
+async fn leader_with_a_snapshot() -> (SimDisk, StateMachine) {
     let leader_disk = SimDisk::new();
     let (_, mut leader_sm) = open(&leader_disk);
-    leader_sm.apply(entries(0..=25)).await.expect("apply");
+    leader_sm.apply(entries(0..=10)).await.expect("apply");
+    leader_sm
+        .apply(entries_of(3, 11..=25))
+        .await
+        .expect("apply");
     let snapshot = leader_sm
         .get_snapshot_builder()
         .await
         .build_snapshot()
         .await
         .expect("snapshot");
-    assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 1, 25)));
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(3, 1, 25)));
+    (leader_disk, leader_sm)
+}
 
-    // A follower that has the log to 30 but applied only to 10.
+/// A follower that has applied to 10 and holds the log to 30: the leader's entries, or from 11
+/// on those of the leader of an earlier term (`other`), whose history the snapshot's replaced.
+async fn follower(other: bool) -> (SimDisk, LogStore, StateMachine) {
     let disk = SimDisk::new();
-    let store = Arc::new(Store::open_on(disk.backend()).expect("open"));
-    append(&store, &entries(0..=30));
-    let (mut log, mut sm) = (LogStore::new(store.clone()), StateMachine::new(store));
+    let (store, file) = open_files(&disk);
+    append(&file, &entries(0..=10));
+    append(&file, &entries_of(if other { 2 } else { 3 }, 11..=30));
+    let log = LogStore::open(file.clone(), store.clone()).expect("open the log store");
+    let mut sm = StateMachine::new(store.clone(), file);
     sm.apply(entries(0..=10)).await.expect("apply");
+    store.sync_applied().expect("make the applies durable");
+    (disk, log, sm)
+}
+
+#[tokio::test]
+async fn a_crash_between_the_purge_and_the_install_leaves_a_node_that_can_restart() {
+    let (_leader_disk, mut leader_sm) = leader_with_a_snapshot().await;
+    let (disk, mut log, mut sm) = follower(false).await;
 
     // openraft purges to 25 before the install has run: nothing past 10 may go.
-    log.purge(log_id(1, 1, 25)).await.expect("purge");
+    log.purge(log_id(3, 1, 25)).await.expect("purge");
     assert_restartable(&mut log, &mut sm).await;
 
     // The power fails before the install: the node comes back as it was before the snapshot.
@@ -88,7 +126,7 @@ async fn a_crash_between_the_purge_and_the_install_leaves_a_node_that_can_restar
     let (mut log, mut sm) = open(&disk);
     assert_restartable(&mut log, &mut sm).await;
 
-    // Installing it purges the log it covers in the same commit, and that survives a crash.
+    // Installing it purges the log it covers, and that survives a crash.
     let snapshot = leader_sm
         .get_current_snapshot()
         .await
@@ -101,12 +139,65 @@ async fn a_crash_between_the_purge_and_the_install_leaves_a_node_that_can_restar
     drop((log, sm));
     let (mut log, mut sm) = open(&disk);
     let applied = assert_restartable(&mut log, &mut sm).await;
-    assert_eq!(applied, Some(log_id(1, 1, 25)));
+    assert_eq!(applied, Some(log_id(3, 1, 25)));
     let state = log.get_log_state().await.expect("log state");
-    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 25)));
-    assert_eq!(state.last_log_id, Some(log_id(1, 1, 30)));
+    assert_eq!(state.last_purged_log_id, Some(log_id(3, 1, 25)));
+    assert_eq!(state.last_log_id, Some(log_id(3, 1, 30)));
 
     // openraft's own purge of the same point, after the install, changes nothing.
-    log.purge(log_id(1, 1, 25)).await.expect("purge");
+    log.purge(log_id(3, 1, 25)).await.expect("purge");
     assert_eq!(assert_restartable(&mut log, &mut sm).await, applied);
+}
+
+#[tokio::test]
+async fn a_crash_at_any_sync_of_an_install_leaves_a_log_that_agrees_with_the_state() {
+    let (_leader_disk, mut leader_sm) = leader_with_a_snapshot().await;
+    for other_history in [false, true] {
+        let mut completed = false;
+        for sync in 1..10 {
+            let (disk, log, mut sm) = follower(other_history).await;
+            let snapshot = leader_sm
+                .get_current_snapshot()
+                .await
+                .expect("current snapshot")
+                .expect("a snapshot");
+            disk.arm_power_loss(sync, None);
+            let installed = sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await;
+            let tripped = disk.tripped();
+            assert_eq!(installed.is_err(), tripped, "sync {sync}");
+            if !tripped {
+                disk.power_loss();
+            }
+            drop((log, sm));
+
+            let (mut log, mut sm) = open(&disk);
+            let applied = assert_restartable(&mut log, &mut sm).await;
+            assert!(
+                applied == Some(log_id(1, 1, 10)) || applied == Some(log_id(3, 1, 25)),
+                "other history: {other_history}, sync {sync}: applied {applied:?}"
+            );
+            // With the snapshot installed, the log holds nothing at or before its last entry
+            // that disagrees with it; and a crash between the state's commit and the log's purge
+            // leaves none of the earlier term's history at all (openraft truncates a conflicting
+            // tail itself when the install completes).
+            let state = log.get_log_state().await.expect("log state");
+            let kept = log.try_get_log_entries(0..=30).await.expect("read the log");
+            if applied == Some(log_id(3, 1, 25)) {
+                assert!(
+                    kept.iter()
+                        .all(|e| e.log_id.index > 25 || e.log_id.leader_id.term != 2),
+                    "other history: {other_history}, sync {sync}: {kept:?}"
+                );
+                assert!(state.last_purged_log_id >= Some(log_id(3, 1, 25)) || !other_history);
+                if other_history && tripped {
+                    assert!(kept.is_empty(), "sync {sync}: {kept:?}");
+                }
+            }
+            if !tripped {
+                completed = true;
+                break;
+            }
+        }
+        assert!(completed, "the install finished within the syncs tried");
+    }
 }

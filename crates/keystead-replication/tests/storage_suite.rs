@@ -1,6 +1,6 @@
 //! openraft's storage conformance suite against the redb-backed log store and state machine.
 
-use keystead_replication::{LogStore, StateMachine, TypeConfig};
+use keystead_replication::{open_log_file, LogStore, StateMachine, TypeConfig};
 use keystead_store::Store;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
@@ -14,7 +14,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(&dir.path().join("db.redb")).expect("open store"));
-        Ok((dir, LogStore::new(store.clone()), StateMachine::new(store)))
+        let log = open_log_file(dir.path(), &store).expect("open the log file");
+        let log_store = LogStore::open(log.clone(), store.clone())?;
+        Ok((dir, log_store, StateMachine::new(store, log)))
     }
 }
 

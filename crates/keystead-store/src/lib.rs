@@ -1,5 +1,6 @@
-//! Keystead's storage seam: one redb database per node holding the durable command log and the
-//! state machine tables that applying the log produces.
+//! Keystead's storage seam: the redb databases of a node. `Store` is the state machine's tables
+//! (and, in single-node mode, the durable command log beside them); a cluster node keeps its
+//! Raft log in a second file, `RaftLogFile`.
 //!
 //! The store sees only ciphertext: secret values and key material arrive already sealed inside
 //! commands. Layout and commit protocol are described in `docs/storage.md`.
@@ -8,6 +9,7 @@ mod apply;
 mod codec;
 pub mod error;
 mod raft;
+mod raft_log;
 mod read;
 mod region;
 #[cfg(any(test, feature = "sim"))]
@@ -15,7 +17,8 @@ pub mod sim_disk;
 mod tables;
 
 pub use error::StoreError;
-pub use raft::{ReplicatedEntry, SnapshotPoint};
+pub use raft::{ReplicatedEntry, STATE_SYNC_EVERY};
+pub use raft_log::{RaftLogFile, SnapshotPoint};
 pub use read::{Page, ReadView};
 pub use region::RegionSnapshot;
 
@@ -23,6 +26,7 @@ use keystead_model::{Applied, ApplyError, Command};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::AtomicU32;
 
 /// One log entry: the position, the term of the leader that proposed it (0 in single-node
 /// mode) and the command.
@@ -39,6 +43,8 @@ pub type ApplyResult = Result<Applied, ApplyError>;
 
 pub struct Store {
     db: Database,
+    /// Replicated applies committed without fsync since the last durable commit (`raft.rs`).
+    applies_since_sync: AtomicU32,
 }
 
 impl Store {
@@ -57,8 +63,12 @@ impl Store {
     fn set_up(db: Database) -> Result<Store, StoreError> {
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
+        txn.open_table(raft_log::RAFT_META)?;
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            applies_since_sync: AtomicU32::new(0),
+        })
     }
 
     /// Single-node commit path: appends `command` to the log and applies it in the same write
@@ -153,6 +163,8 @@ fn append_one(
     apply::apply(txn, index, command)
 }
 
+#[cfg(test)]
+mod raft_log_tests;
 #[cfg(test)]
 mod region_tests;
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! apart from what has merely been written, so a test can pull the power and see what a real
 //! machine would find when it boots again.
 //!
-//! The disk holds two images. Reads see the *volatile* one (the OS page cache: every write so
-//! far); the *durable* one is what is on the platter. `write` and `set_len` change only the
-//! volatile image and are remembered as pending; `sync_data` (redb's fsync) makes every pending
-//! change durable. Then:
+//! The disk holds named files (one machine's: a node keeps its state and its Raft log in two),
+//! each as two images. Reads see the *volatile* one (the OS page cache: every write so far); the
+//! *durable* one is what is on the platter. `write` and `set_len` change only the volatile image
+//! and are remembered as pending; `sync_data` (redb's fsync) makes that file's pending changes
+//! durable. The power is the machine's, so every fault below hits all files at once:
 //!
 //! - [`SimDisk::power_loss`] discards every unsynced change;
 //! - [`SimDisk::power_loss_torn`] keeps a seeded random subset of them, sector by sector and in
@@ -21,11 +22,12 @@
 //! in and fails every call once that boot is over, so a crashed instance still being torn down
 //! (a `Database` flushing on drop, a blocking task finishing a commit) can neither change what
 //! the next boot finds nor read it. A test cuts the power first, then drops the old instance, then
-//! opens a new one on [`SimDisk::backend`].
+//! opens a new one on [`SimDisk::backend`] (one file) or [`SimDisk::backends`] (several).
 //!
 //! Not for production: compiled for this crate's tests and behind the `sim` feature.
 
 use redb::StorageBackend;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -33,8 +35,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// The unit a torn power loss keeps or drops: the page size of most disks, and redb's.
 const SECTOR: u64 = 4096;
 
-/// A simulated disk; clones share it. Keep one across a node's crashes and open each boot's
-/// store on [`SimDisk::backend`].
+/// The file [`SimDisk::backend`] opens, for stores that keep everything in one file.
+const MAIN_FILE: &str = "main";
+
+/// A simulated disk of one machine; clones share it. It holds named files (a node keeps its
+/// state and its Raft log in two) that lose their power together. Keep one across a node's
+/// crashes and open each boot's stores on [`SimDisk::backends`] (or [`SimDisk::backend`]).
 #[derive(Clone, Default)]
 pub struct SimDisk {
     state: Arc<Mutex<DiskState>>,
@@ -42,17 +48,22 @@ pub struct SimDisk {
 
 #[derive(Default)]
 struct DiskState {
-    volatile: Vec<u8>,
-    durable: Vec<u8>,
-    /// Changes since the last sync, in the order they were made.
-    pending: Vec<Change>,
+    files: BTreeMap<String, FileImage>,
     /// The running boot; backends of earlier boots are dead.
     boot: u64,
-    /// Syncs still to go before an armed power loss, and how it tears.
+    /// Syncs (of any file) still to go before an armed power loss, and how it tears.
     armed: Option<(u64, Option<u64>)>,
     /// An armed power loss happened and nobody asked yet.
     tripped: bool,
     stats: DiskStats,
+}
+
+#[derive(Default)]
+struct FileImage {
+    volatile: Vec<u8>,
+    durable: Vec<u8>,
+    /// Changes since the last sync, in the order they were made.
+    pending: Vec<Change>,
 }
 
 enum Change {
@@ -75,18 +86,30 @@ impl SimDisk {
         SimDisk::default()
     }
 
-    /// A backend for a new boot of this disk, to open a store on. Any earlier boot's backend is
-    /// dead from now on, as if that process had exited (nothing is lost).
+    /// A backend for a new boot of this disk's main file, to open a store on. Any earlier
+    /// boot's backends are dead from now on, as if that process had exited (nothing is lost).
     pub fn backend(&self) -> SimBackend {
-        let mut state = self.lock();
-        state.boot += 1;
-        SimBackend {
-            state: self.state.clone(),
-            boot: state.boot,
-        }
+        let [backend] = self.backends([MAIN_FILE]);
+        backend
     }
 
-    /// The process died: the running boot's backend goes dead; every write it made stays (it is
+    /// Backends for a new boot, one per named file (created empty if new). Any earlier boot's
+    /// backends are dead from now on, as if that process had exited (nothing is lost).
+    pub fn backends<const N: usize>(&self, files: [&str; N]) -> [SimBackend; N] {
+        let mut state = self.lock();
+        state.boot += 1;
+        let boot = state.boot;
+        files.map(|file| {
+            state.files.entry(file.to_string()).or_default();
+            SimBackend {
+                state: self.state.clone(),
+                boot,
+                file: file.to_string(),
+            }
+        })
+    }
+
+    /// The process died: the running boot's backends go dead; every write they made stays (it is
     /// in the page cache, which the OS writes back in its own time).
     pub fn kill(&self) {
         let mut state = self.lock();
@@ -94,8 +117,8 @@ impl SimDisk {
         state.stats.kills += 1;
     }
 
-    /// The machine lost power: the running boot's backend goes dead and every change since the
-    /// last sync is lost.
+    /// The machine lost power: the running boot's backends go dead and every change since the
+    /// last sync, in every file, is lost.
     pub fn power_loss(&self) {
         self.lock().lose_power(None);
     }
@@ -107,9 +130,10 @@ impl SimDisk {
         self.lock().lose_power(Some(seed));
     }
 
-    /// The power will fail during the `syncs`-th sync from now (1 = the next): that sync fails,
-    /// and the changes it was to make durable are lost (or torn with `torn`'s seed) as in
-    /// [`SimDisk::power_loss`]. [`SimDisk::tripped`] tells when it happened.
+    /// The power will fail during the `syncs`-th sync from now, of any file (1 = the next):
+    /// that sync fails, and every file's unsynced changes, including those it was to make
+    /// durable, are lost (or torn with `torn`'s seed) as in [`SimDisk::power_loss`].
+    /// [`SimDisk::tripped`] tells when it happened.
     pub fn arm_power_loss(&self, syncs: u64, torn: Option<u64>) {
         self.lock().armed = Some((syncs.max(1), torn));
     }
@@ -124,9 +148,9 @@ impl SimDisk {
         std::mem::take(&mut self.lock().tripped)
     }
 
-    /// Changes made since the last sync.
+    /// Changes made since the last sync, in every file.
     pub fn unsynced_changes(&self) -> usize {
-        self.lock().pending.len()
+        self.lock().files.values().map(|f| f.pending.len()).sum()
     }
 
     pub fn stats(&self) -> DiskStats {
@@ -140,44 +164,49 @@ impl SimDisk {
     }
 }
 
-/// The `redb::StorageBackend` of one boot of a [`SimDisk`].
+/// The `redb::StorageBackend` of one file in one boot of a [`SimDisk`].
 pub struct SimBackend {
     state: Arc<Mutex<DiskState>>,
     boot: u64,
+    file: String,
 }
 
 impl fmt::Debug for SimBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimBackend")
             .field("boot", &self.boot)
+            .field("file", &self.file)
             .finish()
     }
 }
 
 impl DiskState {
-    /// Ends the boot and keeps, of the unsynced changes, none or (`torn`) a seeded subset.
+    /// Ends the boot and keeps, of every file's unsynced changes, none or (`torn`) a seeded
+    /// subset.
     fn lose_power(&mut self, torn: Option<u64>) {
-        let mut image = self.durable.clone();
+        let mut coin = torn.map(SplitMix);
         let mut lost = 0;
-        match torn {
-            None => lost = self.pending.len() as u64,
-            Some(seed) => {
-                let mut coin = SplitMix(seed);
-                for change in &self.pending {
-                    if !apply_torn(&mut image, change, &mut coin) {
-                        lost += 1;
+        for file in self.files.values_mut() {
+            let mut image = file.durable.clone();
+            match &mut coin {
+                None => lost += file.pending.len() as u64,
+                Some(coin) => {
+                    for change in &file.pending {
+                        if !apply_torn(&mut image, change, coin) {
+                            lost += 1;
+                        }
                     }
                 }
             }
+            file.pending.clear();
+            // What reached the platter is now all there is, and it is durable.
+            file.durable = image.clone();
+            file.volatile = image;
         }
         self.boot += 1;
         self.armed = None;
         self.stats.power_losses += 1;
         self.stats.lost_changes += lost;
-        self.pending.clear();
-        // What reached the platter is now all there is, and it is durable.
-        self.durable = image.clone();
-        self.volatile = image;
     }
 }
 
@@ -211,66 +240,85 @@ fn apply_torn(image: &mut Vec<u8>, change: &Change, coin: &mut SplitMix) -> bool
     }
 }
 
+/// The disk's state while a backend's boot runs: the lock, and the backend's file in it.
+struct Live<'a> {
+    state: MutexGuard<'a, DiskState>,
+    file: &'a str,
+}
+
+impl Live<'_> {
+    fn file(&mut self) -> &mut FileImage {
+        self.state.files.entry(self.file.to_string()).or_default()
+    }
+}
+
 impl SimBackend {
     /// The disk's state, or an error once this backend's boot is over.
-    fn live(&self) -> io::Result<MutexGuard<'_, DiskState>> {
+    fn live(&self) -> io::Result<Live<'_>> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.boot != self.boot {
             return Err(io::Error::other("sim disk: this boot is over (crash)"));
         }
-        Ok(state)
+        Ok(Live {
+            state,
+            file: &self.file,
+        })
     }
 }
 
 impl StorageBackend for SimBackend {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.live()?.volatile.len() as u64)
+        Ok(self.live()?.file().volatile.len() as u64)
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        let state = self.live()?;
+        let mut live = self.live()?;
+        let file = live.file();
         let source = usize::try_from(offset)
             .ok()
-            .and_then(|from| state.volatile.get(from..from.checked_add(out.len())?))
+            .and_then(|from| file.volatile.get(from..from.checked_add(out.len())?))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read past the end"))?;
         out.copy_from_slice(source);
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut state = self.live()?;
-        resize(&mut state.volatile, len);
-        state.pending.push(Change::SetLen(len));
+        let mut live = self.live()?;
+        let file = live.file();
+        resize(&mut file.volatile, len);
+        file.pending.push(Change::SetLen(len));
         Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let mut state = self.live()?;
-        if let Some((syncs, torn)) = state.armed {
+        let mut live = self.live()?;
+        if let Some((syncs, torn)) = live.state.armed {
             if syncs <= 1 {
-                state.lose_power(torn);
-                state.tripped = true;
+                live.state.lose_power(torn);
+                live.state.tripped = true;
                 return Err(io::Error::other("sim disk: the power failed during sync"));
             }
-            state.armed = Some((syncs - 1, torn));
+            live.state.armed = Some((syncs - 1, torn));
         }
-        let DiskState {
+        let file = live.file();
+        let FileImage {
             durable, pending, ..
-        } = &mut *state;
+        } = file;
         for change in pending.drain(..) {
             match change {
                 Change::SetLen(len) => resize(durable, len),
                 Change::Write { offset, data } => write_at(durable, offset, &data),
             }
         }
-        state.stats.syncs += 1;
+        live.state.stats.syncs += 1;
         Ok(())
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let mut state = self.live()?;
-        write_at(&mut state.volatile, offset, data);
-        state.pending.push(Change::Write {
+        let mut live = self.live()?;
+        let file = live.file();
+        write_at(&mut file.volatile, offset, data);
+        file.pending.push(Change::Write {
             offset,
             data: data.to_vec(),
         });
@@ -340,6 +388,31 @@ mod tests {
         backend.read(0, &mut out).unwrap();
         assert_eq!(&out, b"synced");
         assert_eq!(disk.stats().lost_changes, 2);
+    }
+
+    #[test]
+    fn files_sync_on_their_own_and_lose_power_together() {
+        let disk = SimDisk::new();
+        let [a, b] = disk.backends(["a", "b"]);
+        a.write(0, b"a synced").unwrap();
+        a.sync_data().unwrap();
+        b.write(0, b"b unsynced").unwrap();
+        a.write(0, b"a lost").unwrap();
+        assert_eq!(
+            disk.unsynced_changes(),
+            2,
+            "a's sync did not make b's write durable"
+        );
+
+        disk.arm_power_loss(1, None);
+        assert!(a.sync_data().is_err(), "the power failed in a's sync");
+        assert!(disk.tripped());
+        assert!(b.write(0, b"late").is_err(), "b's boot is over too");
+        let [a, b] = disk.backends(["a", "b"]);
+        let mut out = [0; 8];
+        a.read(0, &mut out).unwrap();
+        assert_eq!(&out, b"a synced");
+        assert_eq!(b.len().unwrap(), 0);
     }
 
     #[test]

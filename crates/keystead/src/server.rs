@@ -350,7 +350,8 @@ async fn start_cluster_member(
         source_ip: cluster.source_ip,
         snapshot_logs: cluster.snapshot_logs,
     };
-    let member = ClusterNode::start(settings, store, peer_tls.clone()).await?;
+    let log_file = keystead_replication::open_log_file(&config.data_dir, &store)?;
+    let member = ClusterNode::start(settings, store, log_file, peer_tls.clone()).await?;
     let leader = member.clone();
     Ok(RegionMember {
         log: member.log.clone(),

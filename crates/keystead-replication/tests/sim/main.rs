@@ -545,9 +545,9 @@ impl World<'_> {
         }
         self.sim.crash(host(id));
         if let Some(running) = running {
-            let store = running.store.clone();
+            let (store, log) = (running.store.clone(), running.log.clone());
             drop(running);
-            if store.upgrade().is_some() {
+            if store.upgrade().is_some() || log.upgrade().is_some() {
                 return Err(format!("node {id}'s store outlived its crash"));
             }
         }

@@ -7,7 +7,7 @@ use crate::net::{self, NetStats};
 use keystead_replication::types::Raft;
 use keystead_replication::{LogStore, NodeInfo, StateMachine};
 use keystead_store::sim_disk::SimDisk;
-use keystead_store::Store;
+use keystead_store::{RaftLogFile, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -23,6 +23,7 @@ pub fn host(id: u64) -> String {
 pub struct Running {
     pub raft: Raft,
     pub store: Weak<Store>,
+    pub log: Weak<RaftLogFile>,
 }
 
 /// The running boot of each node, shared by the hosts and the driver.
@@ -74,13 +75,16 @@ pub async fn run(
     registry: Registry,
     stats: Arc<NetStats>,
 ) -> turmoil::Result {
-    let store = Arc::new(Store::open_on(disk.backend())?);
+    // The state and the Raft log in two files of the node's one disk, as in production.
+    let [state_file, log_file] = disk.backends(["keystead.redb", "raft-log.redb"]);
+    let store = Arc::new(Store::open_on(state_file)?);
+    let log = Arc::new(RaftLogFile::open_on(log_file)?);
     let raft = Raft::new(
         id,
         config(),
         net::Network,
-        LogStore::new(store.clone()),
-        StateMachine::new(store.clone()),
+        LogStore::open(log.clone(), store.clone())?,
+        StateMachine::new(store.clone(), log.clone()),
     )
     .await?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", net::PORT)).await?;
@@ -89,6 +93,7 @@ pub async fn run(
         Running {
             raft: raft.clone(),
             store: Arc::downgrade(&store),
+            log: Arc::downgrade(&log),
         },
     );
     if id == 1 && !raft.is_initialized().await? {
