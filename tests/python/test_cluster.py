@@ -4,7 +4,8 @@
   writes, the killed node rejoins and catches up;
 - kill -9 of every node at once under load: the cluster comes back by itself with every
   acknowledged write;
-- writes sent to followers are forwarded; reads on followers are linearizable.
+- writes sent to followers are forwarded; reads on followers are linearizable;
+- concurrent writes, batched into shared Raft entries on the leader, each get their own answer.
 """
 import socket
 import ssl
@@ -110,6 +111,61 @@ def test_follower_forwards_writes_and_serves_linearizable_reads(cluster):
         assert latest.status_code == 200
         assert latest.json()["value"] == f"value-{i}"
         assert latest.json()["id"].endswith(version)
+
+
+def test_concurrent_writes_each_get_their_own_answer(cluster):
+    """Concurrent writes on the leader share Raft entries (write_batch.rs): every writer, local
+    or forwarded from a follower, gets the outcome of its own command, refusals included, and
+    a refusal in an entry changes nothing for the writes beside it."""
+    principal = cluster.setup_vault()
+    tokens = {n.node_id: cluster.token(n, principal) for n in cluster.nodes}
+    leader = cluster.leader()
+    assert put_secret(cluster, leader, tokens[leader.node_id], "gone", "x").status_code == 200
+    r = make_session(cluster.ca).delete(f"{leader.vault_url('demo')}/secrets/gone", params={"api-version": API},
+                                        headers={"Authorization": f"Bearer {tokens[leader.node_id]}"}, timeout=15)
+    assert r.status_code == 200, r.text
+
+    workers, rounds = 24, 5
+    start = threading.Barrier(workers)
+    answers, errors = [], []
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        start.wait(timeout=30)
+        for i in range(rounds):
+            node = cluster.nodes[(w + i) % len(cluster.nodes)]
+            refused = w % 4 == 3           # writes to a soft-deleted secret: 409 from apply
+            name, value = ("gone", uniq("r")) if refused else (f"c{w}-{i}", uniq("v"))
+            try:
+                r = put_secret(cluster, node, tokens[node.node_id], name, value)
+            except Exception as e:  # noqa: BLE001 - recorded and failed below
+                with lock:
+                    errors.append(repr(e))
+                continue
+            with lock:
+                answers.append((refused, name, value, r.status_code, r.json()))
+
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert len(answers) == workers * rounds
+    for refused, name, value, status, body in answers:
+        if refused:
+            assert status == 409, (name, status, body)
+            assert body["error"]["code"] == "Conflict", body
+            continue
+        assert status == 200, (name, status, body)
+        assert body["value"] == value, (name, value, body)
+        assert body["id"].split("/secrets/", 1)[1].split("/")[0] == name, (name, body["id"])
+    token = tokens[leader.node_id]
+    for refused, name, value, _, body in answers:
+        if not refused:
+            version = body["id"].rsplit("/", 1)[1]
+            read = get_version(cluster, leader, token, name, version)
+            assert read.status_code == 200 and read.json()["value"] == value, (name, read.text)
 
 
 def hang_up_mid_request(cluster: Cluster, node: Node, token: str, path: str) -> None:

@@ -5,6 +5,7 @@ use crate::network::{Network, PeerClient, PeerTls};
 use crate::raft_log::RaftLog;
 use crate::read_batch::ReadBatcher;
 use crate::types::{NodeInfo, Raft};
+use crate::write_batch::WriteBatcher;
 use crate::{peer, LogStore, StateMachine};
 use keystead_store::{RaftLogFile, Store};
 use std::collections::BTreeMap;
@@ -73,9 +74,11 @@ impl ClusterNode {
 
         let server_tls = peer::server_tls(&tls)?;
         let leader_reads = Arc::new(ReadBatcher::default());
+        let writes = WriteBatcher::start(raft.clone());
         let app = peer::router(peer::PeerState {
             raft: raft.clone(),
             leader_reads: leader_reads.clone(),
+            writes: writes.clone(),
         });
         let listener = axum_server::bind_rustls(
             settings.listen,
@@ -95,7 +98,7 @@ impl ClusterNode {
                 .map_err(|e| format!("initializing the cluster: {e}"))?;
             tracing::info!(node_id = settings.node_id, "initialized a new cluster");
         }
-        let log = Arc::new(RaftLog::new(raft.clone(), peers, leader_reads));
+        let log = Arc::new(RaftLog::new(raft.clone(), peers, leader_reads, writes));
         Ok(Arc::new(ClusterNode {
             raft,
             log,

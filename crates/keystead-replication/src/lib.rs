@@ -19,6 +19,7 @@ pub mod raft_log;
 mod read_batch;
 pub mod state_machine;
 pub mod types;
+pub mod write_batch;
 
 pub use cluster::{ClusterNode, ClusterSettings};
 pub use log_store::{open_log_file, LogStore};

@@ -4,12 +4,13 @@
 use crate::network::PeerTls;
 use crate::read_batch::ReadBatcher;
 use crate::types::{LogId, NodeInfo, Raft, Response, TypeConfig};
+use crate::write_batch::WriteBatcher;
 use axum::extract::{FromRef, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use keystead_core::CoreError;
 use keystead_model::Command;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -26,12 +27,14 @@ pub enum PeerAnswer<T> {
     Failed(String),
 }
 
-/// What the cluster listener's handlers share: the Raft handle, and the leader's read-index
-/// batcher, which read-index requests from followers share with this node's own readers.
+/// What the cluster listener's handlers share: the Raft handle, the leader's read-index
+/// batcher, which read-index requests from followers share with this node's own readers, and
+/// the write batcher, which forwarded writes share with this node's own writers.
 #[derive(Clone)]
 pub(crate) struct PeerState {
     pub(crate) raft: Raft,
     pub(crate) leader_reads: Arc<ReadBatcher>,
+    pub(crate) writes: Arc<WriteBatcher>,
 }
 
 impl FromRef<PeerState> for Raft {
@@ -75,22 +78,13 @@ fn to_json<T: Serialize>(value: T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_else(|e| serde_json::json!({"Err": e.to_string()}))
 }
 
-/// Appends a command forwarded by a follower, if this node is the leader.
-pub(crate) async fn propose_local(raft: &Raft, command: Command) -> PeerAnswer<Response> {
-    match raft.client_write(command).await {
-        Ok(written) => PeerAnswer::Done(written.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            PeerAnswer::NotLeader(f.leader_node)
-        }
-        Err(e) => PeerAnswer::Failed(e.to_string()),
-    }
-}
-
+/// Appends a command forwarded by a follower, if this node is the leader, in a batch with
+/// whatever else is being written.
 async fn propose(
-    State(raft): State<Raft>,
+    State(state): State<PeerState>,
     Json(command): Json<Command>,
 ) -> Json<PeerAnswer<Response>> {
-    Json(propose_local(&raft, command).await)
+    Json(state.writes.propose(command).await)
 }
 
 /// The leader's read index: once a quorum confirmed leadership, the log id every linearizable

@@ -4,9 +4,10 @@
 //! has applied that far.
 
 use crate::network::PeerClient;
-use crate::peer::{propose_local, read_index_shared, PeerAnswer};
+use crate::peer::{read_index_shared, PeerAnswer};
 use crate::read_batch::ReadBatcher;
 use crate::types::{LogId, NodeInfo, Raft, Response};
+use crate::write_batch::WriteBatcher;
 use keystead_core::log::{BarrierFuture, ProposeFuture};
 use keystead_core::{CommandLog, CoreError};
 use keystead_model::{Applied, Command};
@@ -24,15 +25,23 @@ pub struct RaftLog {
     reads: ReadBatcher,
     /// On the leader, the rounds themselves are shared with followers' read-index requests.
     leader_reads: Arc<ReadBatcher>,
+    /// Writes go into Raft entries in batches, with followers' forwarded writes.
+    writes: Arc<WriteBatcher>,
 }
 
 impl RaftLog {
-    pub(crate) fn new(raft: Raft, peers: PeerClient, leader_reads: Arc<ReadBatcher>) -> RaftLog {
+    pub(crate) fn new(
+        raft: Raft,
+        peers: PeerClient,
+        leader_reads: Arc<ReadBatcher>,
+        writes: Arc<WriteBatcher>,
+    ) -> RaftLog {
         RaftLog {
             raft,
             peers,
             reads: Default::default(),
             leader_reads,
+            writes,
         }
     }
 
@@ -97,7 +106,7 @@ impl CommandLog for RaftLog {
         Box::pin(async move {
             let response: Response = self
                 .via_leader("/raft/propose", &command, || {
-                    propose_local(&self.raft, command.clone())
+                    self.writes.propose(command.clone())
                 })
                 .await?;
             match response.0 {

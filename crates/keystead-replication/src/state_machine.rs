@@ -4,7 +4,9 @@
 
 use crate::io_error;
 use crate::log_store::LAST_PURGED;
-use crate::types::{Entry, LogId, Response, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    Entry, EntryResponse, LogId, Response, StorageError, StoredMembership, TypeConfig,
+};
 use keystead_store::{RaftLogFile, ReplicatedEntry, SnapshotPoint, Store};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftLogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
@@ -107,7 +109,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| io_error(StorageIOError::read_state_machine, e))?
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EntryResponse>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -120,17 +122,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for entry in entries {
                 let log_id = *entry.get_log_id();
                 last = Some(log_id);
-                let command = match entry.payload {
-                    EntryPayload::Normal(command) => Some(command),
+                let commands = match entry.payload {
+                    EntryPayload::Normal(proposal) => proposal.into_commands(),
                     EntryPayload::Membership(m) => {
                         membership = StoredMembership::new(Some(log_id), m);
-                        None
+                        Vec::new()
                     }
-                    EntryPayload::Blank => None,
+                    EntryPayload::Blank => Vec::new(),
                 };
                 batch.push(ReplicatedEntry {
                     index: log_id.index,
-                    command,
+                    commands,
                 });
             }
             let applied = serde_json::to_vec(&(last, &membership))
@@ -138,7 +140,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let results = store
                 .apply_replicated(&batch, APPLIED, &applied)
                 .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
-            Ok(results.into_iter().map(Response).collect())
+            Ok(results
+                .into_iter()
+                .map(|outcomes| {
+                    EntryResponse(outcomes.into_iter().map(|o| Response(Some(o))).collect())
+                })
+                .collect())
         })
         .await
         .map_err(|e| io_error(StorageIOError::write_state_machine, e))?

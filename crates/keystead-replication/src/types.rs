@@ -1,5 +1,6 @@
-//! The openraft type configuration: the log carries `keystead_model::Command`s and applying an
-//! entry answers with the state machine's `ApplyResult`.
+//! The openraft type configuration: the log carries `Proposal`s (one `keystead_model::Command`
+//! or a batch of them) and applying an entry answers with the state machine's `ApplyResult` for
+//! each command.
 
 use keystead_model::{Applied, ApplyError, Command};
 use serde::{Deserialize, Serialize};
@@ -26,15 +27,48 @@ impl std::fmt::Display for NodeInfo {
     }
 }
 
-/// What applying one entry produced: `None` for blank and membership entries.
+/// What one Raft entry carries: one command, or several that writers proposed at the same time
+/// (`write_batch.rs`): one log append, one fsync per node and one replication round for all of
+/// them, applied in order. A lone command is written exactly as entries were before batches
+/// existed (the bare command), so either form reads back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Proposal {
+    One(Box<Command>),
+    Batch(Vec<Command>),
+}
+
+impl Proposal {
+    pub fn from_commands(mut commands: Vec<Command>) -> Proposal {
+        match commands.len() {
+            1 => Proposal::One(Box::new(commands.remove(0))),
+            _ => Proposal::Batch(commands),
+        }
+    }
+
+    pub fn into_commands(self) -> Vec<Command> {
+        match self {
+            Proposal::One(command) => vec![*command],
+            Proposal::Batch(commands) => commands,
+        }
+    }
+}
+
+/// What applying one command produced (`None`: the command's entry was a blank or membership
+/// entry, which no writer proposes). Also the answer to a write forwarded to the leader.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response(pub Option<Result<Applied, ApplyError>>);
+
+/// What applying one entry produced: a [`Response`] per command, in order (none for blank and
+/// membership entries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryResponse(pub Vec<Response>);
 
 openraft::declare_raft_types!(
     /// Keystead's Raft types.
     pub TypeConfig:
-        D = Command,
-        R = Response,
+        D = Proposal,
+        R = EntryResponse,
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
@@ -47,3 +81,34 @@ pub type LogId = openraft::LogId<u64>;
 pub type Vote = openraft::Vote<u64>;
 pub type StoredMembership = openraft::StoredMembership<u64, NodeInfo>;
 pub type StorageError = openraft::StorageError<u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keystead_model::{VaultName, VaultSettings};
+
+    fn create(name: &str) -> Command {
+        Command::CreateVault(VaultSettings {
+            name: VaultName::parse(name).expect("a vault name"),
+            retention_days: 7,
+            purge_protection: false,
+            created: 0,
+        })
+    }
+
+    /// Entries written before batches existed hold a bare command: a lone command is still
+    /// written that way, and both forms read back.
+    #[test]
+    fn a_lone_command_is_stored_as_before_batches_and_both_forms_read_back() {
+        let one = Proposal::from_commands(vec![create("alpha")]);
+        let bare = serde_json::to_vec(&create("alpha")).expect("encode");
+        assert_eq!(serde_json::to_vec(&one).expect("encode"), bare);
+        let read: Proposal = serde_json::from_slice(&bare).expect("decode");
+        assert_eq!(read.into_commands(), vec![create("alpha")]);
+
+        let batch = Proposal::from_commands(vec![create("alpha"), create("bravo")]);
+        let read: Proposal =
+            serde_json::from_slice(&serde_json::to_vec(&batch).expect("encode")).expect("decode");
+        assert_eq!(read.into_commands(), vec![create("alpha"), create("bravo")]);
+    }
+}

@@ -75,11 +75,11 @@ impl StateDump {
     }
 }
 
-/// One replicated entry to apply: its Raft index and, for normal entries, the command
-/// (blank and membership entries only advance the applied position).
+/// One replicated entry to apply: its Raft index and the commands it carries, applied in order
+/// (none for blank and membership entries, which only advance the applied position).
 pub struct ReplicatedEntry {
     pub index: u64,
-    pub command: Option<Command>,
+    pub commands: Vec<Command>,
 }
 
 impl Store {
@@ -91,14 +91,16 @@ impl Store {
     }
 
     /// Applies replicated entries in order, recording `applied_state` (stored under
-    /// `applied_key` in the Raft metadata) in the same transaction. Commits without fsync, but
-    /// every [`STATE_SYNC_EVERY`]-th time durably.
+    /// `applied_key` in the Raft metadata) in the same transaction, and answers each entry's
+    /// commands' outcomes. Commits without fsync, but every [`STATE_SYNC_EVERY`]-th time
+    /// durably. A refused command changes nothing (apply decides refusals before its first
+    /// write), so it cannot affect the commands around it.
     pub fn apply_replicated(
         &self,
         entries: &[ReplicatedEntry],
         applied_key: &str,
         applied_state: &[u8],
-    ) -> Result<Vec<Option<ApplyResult>>, StoreError> {
+    ) -> Result<Vec<Vec<ApplyResult>>, StoreError> {
         let mut txn = self.db.begin_write()?;
         let durable =
             self.applies_since_sync.fetch_add(1, Ordering::Relaxed) + 1 >= STATE_SYNC_EVERY;
@@ -108,10 +110,11 @@ impl Store {
         }
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries {
-            results.push(match &entry.command {
-                Some(command) => Some(apply::apply(&txn, entry.index, command)?),
-                None => None,
-            });
+            let mut outcomes = Vec::with_capacity(entry.commands.len());
+            for command in &entry.commands {
+                outcomes.push(apply::apply(&txn, entry.index, command)?);
+            }
+            results.push(outcomes);
         }
         {
             let mut meta = txn.open_table(RAFT_META)?;

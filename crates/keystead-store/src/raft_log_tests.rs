@@ -114,7 +114,7 @@ fn open_on(disk: &SimDisk) -> (Store, RaftLogFile) {
 fn apply(store: &Store, index: u64) {
     let entry = ReplicatedEntry {
         index,
-        command: Some(put_command(&format!("s{index}"), "v1")),
+        commands: vec![put_command(&format!("s{index}"), "v1")],
     };
     store
         .apply_replicated(&[entry], STATE_KEY, &index.to_be_bytes())

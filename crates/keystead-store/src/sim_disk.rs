@@ -615,7 +615,7 @@ mod tests {
             .unwrap();
         let lazy = crate::ReplicatedEntry {
             index: 2,
-            command: Some(put_command("lazy", "v1")),
+            commands: vec![put_command("lazy", "v1")],
         };
         store.apply_replicated(&[lazy], "applied", b"2").unwrap();
         let read = |store: &Store| {

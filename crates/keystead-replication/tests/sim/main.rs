@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 use workload::{Outcome, Writes};
 
 /// Clients writing concurrently, and the most writes each makes.
-const CLIENTS: u64 = 2;
-const WRITES_PER_CLIENT: u64 = 250;
+const CLIENTS: u64 = 4;
+const WRITES_PER_CLIENT: u64 = 150;
 /// Faults are injected from the first leader until this much simulated time has passed.
 const CHAOS: Duration = Duration::from_secs(30);
 /// Bounds (simulated) on the phases that wait for something.
@@ -168,6 +168,7 @@ const FULL: &str = "whole-cluster power losses";
 const TERMS: &str = "leaders (term, node)";
 const SNAPSHOTS: &str = "snapshots installed";
 const LOST: &str = "unsynced disk changes lost";
+const SHARED: &str = "writes sharing an entry";
 
 impl Counts {
     fn new() -> Counts {
@@ -186,6 +187,7 @@ impl Counts {
             TERMS,
             SNAPSHOTS,
             LOST,
+            SHARED,
         ] {
             counts.add(name, 0);
         }
@@ -251,6 +253,8 @@ struct World<'a> {
     applied: BTreeMap<u64, (u64, LogId)>,
     /// A leader not seen before, since the chaos loop last looked.
     new_leader: bool,
+    /// Writes that shared an entry with others, on boots since crashed.
+    shared_writes: u64,
     faults: Counts,
 }
 
@@ -298,6 +302,7 @@ impl World<'_> {
             cut: Vec::new(),
             heal_at: Duration::ZERO,
             leaders: BTreeSet::new(),
+            shared_writes: 0,
             applied: BTreeMap::new(),
             new_leader: false,
             faults: Counts::new(),
@@ -545,6 +550,7 @@ impl World<'_> {
         }
         self.sim.crash(host(id));
         if let Some(running) = running {
+            self.shared_writes += running.writes.shared_writes();
             let (store, log) = (running.store.clone(), running.log.clone());
             drop(running);
             if store.upgrade().is_some() || log.upgrade().is_some() {
@@ -784,6 +790,10 @@ impl World<'_> {
         counts.add(SNAPSHOTS, installed);
         let lost = self.disks.values().map(|d| d.stats().lost_changes).sum();
         counts.add(LOST, lost);
+        let running: u64 = (self.registry.lock().values())
+            .map(|r| r.writes.shared_writes())
+            .sum();
+        counts.add(SHARED, self.shared_writes + running);
         Report {
             seed: self.seed,
             writes: writes.len(),

@@ -5,11 +5,12 @@
 //! same openraft messages.
 
 use keystead_model::Command;
+use keystead_replication::peer::PeerAnswer;
 use keystead_replication::types::{Raft, Response};
+use keystead_replication::write_batch::WriteBatcher;
 use keystead_replication::{NodeInfo, TypeConfig};
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
-    Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -118,19 +119,28 @@ pub struct NetStats {
 }
 
 /// Serves the node's listener: each connection carries one request and its answer.
-pub async fn serve(listener: TcpListener, raft: Raft, stats: Arc<NetStats>) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    writes: Arc<WriteBatcher>,
+    stats: Arc<NetStats>,
+) -> io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
-        let raft = raft.clone();
-        let stats = stats.clone();
+        let (raft, writes, stats) = (raft.clone(), writes.clone(), stats.clone());
         tokio::spawn(async move {
             // A failed exchange is the caller's timeout to notice.
-            let _ = answer(stream, raft, stats).await;
+            let _ = answer(stream, raft, writes, stats).await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, raft: Raft, stats: Arc<NetStats>) -> io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    raft: Raft,
+    writes: Arc<WriteBatcher>,
+    stats: Arc<NetStats>,
+) -> io::Result<()> {
     let bytes = read_frame(&mut stream).await?;
     let request: Request = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     match request {
@@ -145,12 +155,13 @@ async fn answer(mut stream: TcpStream, raft: Raft, stats: Arc<NetStats>) -> io::
             write_frame(&mut stream, &result).await
         }
         Request::Write(command) => {
-            let answer = match tokio::time::timeout(WRITE_WAIT, raft.client_write(command)).await {
-                Ok(Ok(written)) => WriteAnswer::Done(Box::new(written.data)),
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                    WriteAnswer::NotLeader(f.leader_id)
+            // Through the production write batcher: concurrent writes share entries.
+            let answer = match tokio::time::timeout(WRITE_WAIT, writes.propose(command)).await {
+                Ok(PeerAnswer::Done(response)) => WriteAnswer::Done(Box::new(response)),
+                Ok(PeerAnswer::NotLeader(_)) => {
+                    WriteAnswer::NotLeader(raft.metrics().borrow().current_leader)
                 }
-                Ok(Err(e)) => WriteAnswer::Failed(e.to_string()),
+                Ok(PeerAnswer::Failed(e)) => WriteAnswer::Failed(e),
                 Err(_) => WriteAnswer::Failed("not committed in time".into()),
             };
             write_frame(&mut stream, &answer).await

@@ -5,6 +5,7 @@
 
 use crate::net::{self, NetStats};
 use keystead_replication::types::Raft;
+use keystead_replication::write_batch::WriteBatcher;
 use keystead_replication::{LogStore, NodeInfo, StateMachine};
 use keystead_store::sim_disk::SimDisk;
 use keystead_store::{RaftLogFile, Store};
@@ -24,6 +25,7 @@ pub struct Running {
     pub raft: Raft,
     pub store: Weak<Store>,
     pub log: Weak<RaftLogFile>,
+    pub writes: Arc<WriteBatcher>,
 }
 
 /// The running boot of each node, shared by the hosts and the driver.
@@ -88,17 +90,19 @@ pub async fn run(
     )
     .await?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", net::PORT)).await?;
+    let writes = WriteBatcher::start(raft.clone());
     registry.lock().insert(
         id,
         Running {
             raft: raft.clone(),
             store: Arc::downgrade(&store),
             log: Arc::downgrade(&log),
+            writes: writes.clone(),
         },
     );
     if id == 1 && !raft.is_initialized().await? {
         raft.initialize(members()).await?;
     }
-    net::serve(listener, raft, stats).await?;
+    net::serve(listener, raft, writes, stats).await?;
     Ok(())
 }
