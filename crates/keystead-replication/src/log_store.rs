@@ -1,8 +1,8 @@
 //! The Raft log and vote, persisted in the node's Raft log file (`keystead_store::RaftLogFile`,
 //! beside the state's file). Entries are JSON (ciphertext inside commands stays base64-encoded
 //! ciphertext). Every log write and the vote commit with fsync before openraft is told it is
-//! done; the committed position, a hint, is written with the next append (see `save_committed`). Opening the log
-//! reconciles it with the state file (see [`LogStore::open`]).
+//! done; the committed position, a hint, is written with the next append (see
+//! `save_committed`). Opening the log reconciles it with the state file ([`LogStore::open`]).
 
 use crate::io_error;
 use crate::state_machine::StateMachine;

@@ -8,6 +8,14 @@ pub enum StoreError {
     Redb(Box<redb::Error>),
     #[error("a stored record could not be decoded: {0}")]
     Corrupt(String),
+    /// A cluster node's Raft log file is gone while its state has applied entries: starting
+    /// with an empty log would forget the node's vote, and it could vote twice in one term.
+    #[error(
+        "the Raft log {} is missing, but the state beside it has applied entries: restore the \
+         file, or remove this node's data and join it to the cluster as a new member",
+        .0.display()
+    )]
+    MissingRaftLog(std::path::PathBuf),
 }
 
 impl<E: Into<redb::Error>> From<E> for StoreError {

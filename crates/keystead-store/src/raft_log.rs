@@ -8,10 +8,11 @@
 //! flushes only the log's few pages, and its commit takes half the time.
 //!
 //! Durability: appends, the vote, truncation and purge commit with fsync; the committed
-//! position is a hint that the replication crate writes with the next append. The state file commits applies without fsync
-//! (see `raft.rs`), so the two files reach the disk at different times, and one rule keeps them
-//! consistent: **the log is never purged past the state's durable applied index.** A purge
-//! first makes the state durable ([`Store::sync_applied`]), and purges only as far as it covers.
+//! position is a hint that the replication crate writes with the next append. The state file
+//! commits applies without fsync (see `raft.rs`), so the two files reach the disk at different
+//! times, and one rule keeps them consistent: **the log is never purged past the state's
+//! durable applied index.** A purge first makes the state durable ([`Store::sync_applied`]),
+//! and purges only as far as it covers.
 //! Installing a snapshot commits the state durably first and purges the log after; a crash in
 //! between leaves a log that still holds entries the state covers, which the replication crate
 //! reconciles when it opens the log (see its `LogStore::open`).
@@ -78,6 +79,10 @@ impl RaftLogFile {
     /// The move survives a crash at any point: the new file is written and synced under a
     /// temporary name, renamed into place (the step that makes it count), and only then is the
     /// old copy dropped, which a later open finishes if a crash interrupted it.
+    ///
+    /// A missing file beside a state that has applied entries (and holds no log to move) is
+    /// refused: the log file is created before anything is applied, so it was lost, and with it
+    /// the node's vote.
     pub fn open(
         path: &Path,
         state: &Store,
@@ -85,6 +90,9 @@ impl RaftLogFile {
     ) -> Result<RaftLogFile, StoreError> {
         if !path.exists() {
             let legacy = state.legacy_raft_log(state_meta_keys)?;
+            if legacy.is_empty() && state.sync_applied()?.is_some() {
+                return Err(StoreError::MissingRaftLog(path.to_path_buf()));
+            }
             if !legacy.is_empty() {
                 let partial = path.with_extension("redb.part");
                 let _ = std::fs::remove_file(&partial);

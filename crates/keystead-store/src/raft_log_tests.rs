@@ -102,6 +102,23 @@ fn a_new_node_gets_an_empty_log_file_and_an_untouched_state_file() {
     assert_eq!(state_file_raft(&store), (vec![], false));
 }
 
+#[test]
+fn a_lost_log_file_beside_an_applied_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state_path, log_path) = (dir.path().join("state.redb"), dir.path().join("log.redb"));
+    let store = Store::open(&state_path).unwrap();
+    drop(RaftLogFile::open(&log_path, &store, &[STATE_KEY]).unwrap());
+    apply(&store, 1);
+    std::fs::remove_file(&log_path).unwrap();
+    let refused = RaftLogFile::open(&log_path, &store, &[STATE_KEY]);
+    assert!(
+        matches!(refused, Err(crate::StoreError::MissingRaftLog(_))),
+        "{:?}",
+        refused.err()
+    );
+    assert!(!log_path.exists(), "nothing was created in its place");
+}
+
 /// A node's two files on one simulated disk.
 fn open_on(disk: &SimDisk) -> (Store, RaftLogFile) {
     let [state, log] = disk.backends(["state", "log"]);
