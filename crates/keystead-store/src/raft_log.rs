@@ -8,7 +8,7 @@
 //! flushes only the log's few pages, and its commit takes half the time.
 //!
 //! Durability: appends, the vote, truncation and purge commit with fsync; the committed
-//! position is a hint that the replication crate writes with the next append. The state file
+//! position is a hint that the replication crate writes with an append now and then. The state file
 //! commits applies without fsync (see `raft.rs`), so the two files reach the disk at different
 //! times, and one rule keeps them consistent: **the log is never purged past the state's
 //! durable applied index.** A purge first makes the state durable ([`Store::sync_applied`]),
