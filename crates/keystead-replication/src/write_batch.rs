@@ -12,7 +12,8 @@
 //! Each batch runs on a task of its own: a writer whose request is dropped (a client hanging
 //! up) cannot cancel a batch that carries other writers' commands, and nothing is left
 //! half-done, as with an unbatched write, whose entry openraft appends whether or not anyone
-//! still waits for the answer.
+//! still waits for the answer. A write whose writer gave up before its batch formed is not
+//! proposed at all.
 
 use crate::peer::PeerAnswer;
 use crate::types::{Proposal, Raft, Response};
@@ -88,6 +89,13 @@ async fn run(raft: Raft, mut waiting: mpsc::Receiver<Pending>, shared: Arc<Atomi
                 Ok(pending) => batch.push(pending),
                 Err(_) => break,
             }
+        }
+        // A writer that gave up while its write waited here (its request was dropped, or it
+        // answered 503 when no quorum confirmed it in time) is not proposed: nobody would learn
+        // the outcome, and the write would land long after its caller was told it might not.
+        batch.retain(|pending| !pending.reply.is_closed());
+        if batch.is_empty() {
+            continue;
         }
         shared.fetch_add(batch.len() as u64 - 1, Ordering::Relaxed);
         let raft = raft.clone();
