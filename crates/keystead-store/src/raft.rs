@@ -181,6 +181,13 @@ impl Store {
         Ok(())
     }
 
+    /// The applied index as the state file has it now, durable or not (a read: nothing is
+    /// committed).
+    pub(crate) fn applied_index(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        get_index(&txn.open_table(RAFT_META)?, APPLIED_INDEX)
+    }
+
     /// A Raft log left in this file by a version that kept it here: its entries, and the
     /// metadata other than the state's (`state_meta_keys` and the applied index).
     pub(crate) fn legacy_raft_log(
@@ -202,23 +209,49 @@ impl Store {
         for row in txn.open_table(RAFT_META)?.iter()? {
             let (k, v) = row?;
             let key = k.value();
-            if key != APPLIED_INDEX && !state_meta_keys.contains(&key) {
+            if !is_state_key(key, state_meta_keys) {
                 legacy.meta.push((key.to_string(), v.value().to_vec()));
             }
         }
         Ok(legacy)
     }
 
+    /// Whether [`Store::legacy_raft_log`] would find anything, without copying it out.
+    fn holds_legacy_raft_log(&self, state_meta_keys: &[&str]) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(RAFT_LOG) {
+            Ok(log) => {
+                if log.first()?.is_some() {
+                    return Ok(true);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for row in txn.open_table(RAFT_META)?.iter()? {
+            if !is_state_key(row?.0.value(), state_meta_keys) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Removes a legacy Raft log from this file once it has its own (a no-op without one).
     pub(crate) fn drop_legacy_raft_log(&self, state_meta_keys: &[&str]) -> Result<(), StoreError> {
-        if self.legacy_raft_log(state_meta_keys)?.is_empty() {
+        if !self.holds_legacy_raft_log(state_meta_keys)? {
             return Ok(());
         }
         let txn = self.db.begin_write()?;
         txn.delete_table(RAFT_LOG)?;
         txn.open_table(RAFT_META)?
-            .retain(|key, _| key == APPLIED_INDEX || state_meta_keys.contains(&key))?;
+            .retain(|key, _| is_state_key(key, state_meta_keys))?;
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Whether a key of the state file's Raft metadata belongs to the state (the caller's
+/// `state_meta_keys`, and the applied index); every other key came with a legacy log.
+fn is_state_key(key: &str, state_meta_keys: &[&str]) -> bool {
+    key == APPLIED_INDEX || state_meta_keys.contains(&key)
 }

@@ -90,7 +90,7 @@ impl RaftLogFile {
     ) -> Result<RaftLogFile, StoreError> {
         if !path.exists() {
             let legacy = state.legacy_raft_log(state_meta_keys)?;
-            if legacy.is_empty() && state.sync_applied()?.is_some() {
+            if legacy.is_empty() && state.applied_index()?.is_some() {
                 return Err(StoreError::MissingRaftLog(path.to_path_buf()));
             }
             if !legacy.is_empty() {
