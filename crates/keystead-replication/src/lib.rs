@@ -2,9 +2,10 @@
 //! commands. This is the only crate that imports openraft.
 //!
 //! - [`types`]: the openraft type configuration (commands in, apply results out).
-//! - [`log_store`]: the Raft log and vote on redb (fsync before acknowledging).
+//! - [`log_store`]: the Raft log and vote in their own redb file (fsync before acknowledging).
 //! - [`state_machine`]: applies committed entries to the store's tables; snapshots are the
 //!   store's state tables, which hold only ciphertext.
+//! - [`write_batch`]: group commit, concurrent writes on the leader share one entry.
 
 // openraft's `StorageError` is large by design and every storage trait method returns it; boxing
 // it in our helpers would only add conversions at each call.

@@ -224,21 +224,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .appends
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(COMMITTED_HINT_EVERY);
-        let committed = if write_hint {
-            *self
+        let committed: Option<LogId> = match write_hint {
+            true => *self
                 .committed
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-        } else {
-            None
+                .unwrap_or_else(PoisonError::into_inner),
+            false => None,
         };
-        let committed = match committed {
-            Some(id) => Some(
-                serde_json::to_vec(&Some(id))
-                    .map_err(|e| io_error(StorageIOError::write_logs, e))?,
-            ),
-            None => None,
-        };
+        let committed = committed
+            .map(|id| serde_json::to_vec(&Some(id)))
+            .transpose()
+            .map_err(|e| io_error(StorageIOError::write_logs, e))?;
         let result = self
             .blocking(move |log, _| {
                 let hint: Vec<(&str, &[u8])> = committed
