@@ -275,6 +275,14 @@ def test_many_versions_paging_raw(server, raw, name):
         r = raw.get("", full_url=link, api_version=None if has_version else "2026-04-01")
     assert pages >= 2
     assert seen == made
+    # Versions page in creation order: the last page holds the newest.
+    newest = version_of(raw.set_secret(name, "newest")["id"])
+    last = raw.get(f"/secrets/{name}/versions", params={"maxresults": 25, "$skiptoken": "25"})
+    assert last.status_code == 200, last.text
+    assert [version_of(i["id"]) for i in last.json()["value"]][-1] == newest
+    assert "nextLink" not in last.json() or not last.json()["nextLink"]
+    bad = raw.get(f"/secrets/{name}/versions", params={"$skiptoken": "not-a-position"})
+    assert_kv_error(bad, 400, "BadParameter")
 
 
 def test_deleted_secrets_paging_sdk(client):

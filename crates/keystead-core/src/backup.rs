@@ -53,16 +53,19 @@ impl Node {
         let read = self.read()?;
         let object = read.object(vault, kind, name)?;
         let object = keystead_model::rules::active(kind, name, object.as_ref())?.clone();
-        if object.versions.len() > MAX_BACKUP_VERSIONS {
+        if object.version_count > MAX_BACKUP_VERSIONS as u64 {
             return Err(CoreError::BadParameter(format!(
                 "objects with more than {MAX_BACKUP_VERSIONS} versions cannot be backed up"
             )));
         }
-        let mut versions = Vec::with_capacity(object.versions.len());
-        for id in &object.versions {
-            let record = read
-                .version(vault, kind, name, id)?
-                .ok_or_else(|| CoreError::Internal(format!("missing version {id}")))?;
+        let (records, more) = read.versions_in_order(vault, kind, name, 0, MAX_BACKUP_VERSIONS)?;
+        if more {
+            return Err(CoreError::Internal(format!(
+                "{name} has more versions than its count says"
+            )));
+        }
+        let mut versions = Vec::with_capacity(records.len());
+        for record in records {
             let value: Vec<u8> = match (kind, &record.payload) {
                 (ObjectKind::Secret, _) => self
                     .open_secret_value(vault, name, &record)?

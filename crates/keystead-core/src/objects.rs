@@ -122,25 +122,16 @@ impl Node {
         let read = self.read()?;
         let object = read.object(vault, kind, name)?;
         let object = keystead_model::rules::active(kind, name, object.as_ref())?;
-        let start = match after {
-            Some(last) => object
-                .versions
-                .iter()
-                .position(|v| v == last)
-                .map_or(object.versions.len(), |i| i + 1),
+        // The continuation token is the creation-order position of the next version.
+        let from = match after {
+            Some(token) => token
+                .parse::<u64>()
+                .map_err(|_| CoreError::BadParameter("the skip token is not valid".into()))?,
             None => 0,
         };
-        let limit = limit.clamp(1, MAX_PAGE);
-        let mut items = Vec::new();
-        for id in object.versions.iter().skip(start).take(limit) {
-            let version = read
-                .version(vault, kind, name, id)?
-                .ok_or_else(|| CoreError::Internal(format!("missing version {id}")))?;
-            items.push(version);
-        }
-        let next = (start + limit < object.versions.len())
-            .then(|| items.last().map(|v| v.version.clone()))
-            .flatten();
+        let (items, more) =
+            read.versions_in_order(vault, kind, name, from, limit.clamp(1, MAX_PAGE))?;
+        let next = more.then(|| (from + items.len() as u64).to_string());
         Ok((settings, object.clone(), Page { items, next }))
     }
 
@@ -158,16 +149,9 @@ impl Node {
         let object = keystead_model::rules::active(kind, name, object.as_ref())?.clone();
         let version_id = match version {
             Some(v) => v.to_ascii_lowercase(),
-            None => object
-                .latest_version()
-                .ok_or_else(|| CoreError::Internal("object without versions".into()))?
-                .to_string(),
+            None => object.latest_version().to_string(),
         };
-        let record = if object.has_version(&version_id) {
-            read.version(&vault.name, kind, name, &version_id)?
-        } else {
-            None
-        };
+        let record = read.version(&vault.name, kind, name, &version_id)?;
         let version = record.ok_or_else(|| ApplyError::VersionNotFound {
             kind,
             name: name.to_string(),
@@ -240,11 +224,8 @@ impl Node {
         let read = self.read()?;
         let object = read.object(vault, kind, name)?;
         let object = keystead_model::rules::deleted(kind, name, object.as_ref())?.clone();
-        let latest = object
-            .latest_version()
-            .ok_or_else(|| CoreError::Internal("object without versions".into()))?;
         let version = read
-            .version(vault, kind, name, latest)?
+            .version(vault, kind, name, object.latest_version())?
             .ok_or_else(|| CoreError::Internal("missing latest version".into()))?;
         Ok(ObjectState {
             vault: settings,

@@ -68,7 +68,7 @@ async fn policy_rotation_happens_once_when_due() {
     assert_eq!(node.rotate_due_keys_now().await.unwrap(), 0, "rotated once");
 
     let latest = node.get_key(&caller, &vault, &name, None).unwrap();
-    assert_eq!(latest.object.versions.len(), 2);
+    assert_eq!(latest.object.version_count, 2);
     assert_ne!(latest.version.version, first.version.version);
     let now = node.now();
     let expires = latest.version.attributes.expires.unwrap();
@@ -87,7 +87,7 @@ async fn policy_rotation_happens_once_when_due() {
         _ => panic!("expected EC keys"),
     }
     let untouched = node.get_key(&caller, &vault, &other, None).unwrap();
-    assert_eq!(untouched.object.versions.len(), 1);
+    assert_eq!(untouched.object.version_count, 1);
 
     // The next rotation is due 30 days after the new version.
     clock.advance(31 * DAY);
@@ -140,5 +140,5 @@ async fn concurrent_timers_rotate_once() {
     }
     assert_eq!(total, 1, "exactly one timer's rotation applies");
     let latest = node.get_key(&caller, &vault, &name, None).unwrap();
-    assert_eq!(latest.object.versions.len(), 2);
+    assert_eq!(latest.object.version_count, 2);
 }

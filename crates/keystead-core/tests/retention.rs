@@ -73,7 +73,7 @@ async fn deleted_secret_is_purged_only_after_its_retention() {
         .set_secret(&caller, &vault, &name, secret("second"))
         .await
         .unwrap();
-    assert_eq!(fresh.state.object.versions.len(), 1);
+    assert_eq!(fresh.state.object.version_count, 1);
     assert_eq!(
         node.get_secret(&caller, &vault, &name, None)
             .unwrap()

@@ -1,7 +1,10 @@
 //! Objects (secrets, keys, certificates) and their versions, as the state machine stores them.
 //!
-//! An object is a name with an ordered list of versions and an optional soft-deletion record.
-//! Versions are immutable apart from their attributes, tags and content type.
+//! An object is a name, its current version, how many versions it has and an optional
+//! soft-deletion record. The versions themselves, and their creation order, are stored beside
+//! it (one row each), so the cost of reading or writing an object does not grow with its
+//! number of versions. Versions are immutable apart from their attributes, tags and content
+//! type.
 
 use crate::{ObjectName, UnixTime};
 use serde::{Deserialize, Serialize};
@@ -173,22 +176,36 @@ pub struct Deletion {
     pub scheduled_purge_date: UnixTime,
 }
 
-/// An object: its name, its versions in creation order (the last is the current one) and,
-/// while soft-deleted, its deletion record.
+/// An object: its name, its current (latest) version, how many versions it has and, while
+/// soft-deleted, its deletion record. An object always has at least one version.
+///
+/// The version ids in creation order are not here: a secret rotated every minute has half a
+/// million versions in a year, and every read and write of the object would decode them all.
+/// The store keeps them in an index of their own (`keystead-store`'s `version_order` table).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     pub name: ObjectName,
     pub kind: ObjectKind,
-    pub versions: Vec<String>,
+    /// The id of the latest version: the one a read without a version gets.
+    pub current_version: String,
+    /// How many versions the object has; also the creation-order position of the next one.
+    pub version_count: u64,
     pub deleted: Option<Deletion>,
 }
 
 impl ObjectRecord {
-    pub fn latest_version(&self) -> Option<&str> {
-        self.versions.last().map(String::as_str)
+    /// A new object with its first version.
+    pub fn new(name: ObjectName, kind: ObjectKind, first_version: String) -> ObjectRecord {
+        ObjectRecord {
+            name,
+            kind,
+            current_version: first_version,
+            version_count: 1,
+            deleted: None,
+        }
     }
 
-    pub fn has_version(&self, version: &str) -> bool {
-        self.versions.iter().any(|v| v == version)
+    pub fn latest_version(&self) -> &str {
+        &self.current_version
     }
 }

@@ -4,19 +4,20 @@
 use crate::{ApplyError, Deletion, ObjectKind, ObjectName, ObjectRecord, UnixTime, VaultSettings};
 
 /// May a new version be added to `existing`? A soft-deleted name is reserved until it is
-/// recovered or purged.
+/// recovered or purged. `version_exists`: the object already has a version with this id.
 pub fn check_put(
     kind: ObjectKind,
     name: &ObjectName,
     existing: Option<&ObjectRecord>,
     version: &str,
+    version_exists: bool,
 ) -> Result<(), ApplyError> {
     match existing {
         Some(record) if record.deleted.is_some() => Err(ApplyError::DeletedButRecoverable {
             kind,
             name: name.to_string(),
         }),
-        Some(record) if record.has_version(version) => Err(ApplyError::VersionExists {
+        Some(_) if version_exists => Err(ApplyError::VersionExists {
             kind,
             name: name.to_string(),
             version: version.to_string(),
@@ -102,7 +103,8 @@ mod tests {
         ObjectRecord {
             name: ObjectName::parse("s").unwrap(),
             kind: ObjectKind::Secret,
-            versions: vec!["v1".into()],
+            current_version: "v1".into(),
+            version_count: 1,
             deleted: deleted.then_some(Deletion {
                 deleted_date: 1,
                 scheduled_purge_date: 2,
@@ -113,14 +115,14 @@ mod tests {
     #[test]
     fn deleted_names_are_reserved() {
         let name = ObjectName::parse("s").unwrap();
-        assert!(check_put(ObjectKind::Secret, &name, None, "v2").is_ok());
-        assert!(check_put(ObjectKind::Secret, &name, Some(&record(false)), "v2").is_ok());
+        assert!(check_put(ObjectKind::Secret, &name, None, "v2", false).is_ok());
+        assert!(check_put(ObjectKind::Secret, &name, Some(&record(false)), "v2", false).is_ok());
         assert!(matches!(
-            check_put(ObjectKind::Secret, &name, Some(&record(true)), "v2"),
+            check_put(ObjectKind::Secret, &name, Some(&record(true)), "v2", false),
             Err(ApplyError::DeletedButRecoverable { .. })
         ));
         assert!(matches!(
-            check_put(ObjectKind::Secret, &name, Some(&record(false)), "v1"),
+            check_put(ObjectKind::Secret, &name, Some(&record(false)), "v1", true),
             Err(ApplyError::VersionExists { .. })
         ));
         assert!(matches!(

@@ -179,7 +179,7 @@ pub(crate) fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
             let (objects, _) = object_tables(txn)?;
             let object = load_object(&objects, vault, ObjectKind::Key, name)?;
             let object = rules::active(ObjectKind::Key, name, object.as_ref())?;
-            if object.latest_version() != Some(replaces.as_str()) {
+            if object.latest_version() != replaces {
                 return Err(ApplyError::RotationSuperseded {
                     name: name.to_string(),
                     replaces: replaces.clone(),
@@ -204,14 +204,19 @@ pub(crate) fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
                     ApplyError::Invalid("a restore needs at least one version".into()).into(),
                 );
             };
-            for version in restored {
+            let object_key = tables::object_key(vault, *kind, name);
+            let mut order = txn.open_table(tables::VERSION_ORDER)?;
+            for (position, version) in restored.iter().enumerate() {
                 let key = tables::version_key(vault, *kind, name, &version.version);
                 put(&mut versions, &key, version)?;
+                let order_key = tables::version_order_key(&object_key, position as u64);
+                put(&mut order, &order_key, &version.version)?;
             }
             let object = ObjectRecord {
                 name: name.clone(),
                 kind: *kind,
-                versions: restored.iter().map(|v| v.version.clone()).collect(),
+                current_version: last.version.clone(),
+                version_count: restored.len() as u64,
                 deleted: None,
             };
             put(
@@ -253,18 +258,12 @@ fn load_object(
     Ok(get(objects, &tables::object_key(vault, kind, name))?)
 }
 
-fn latest(object: &ObjectRecord) -> Result<&str, Failure> {
-    object.latest_version().ok_or_else(|| {
-        StoreError::Corrupt(format!("object {} has no versions", object.name)).into()
-    })
-}
-
 fn latest_record(
     versions: &Bytes,
     vault: &VaultName,
     object: &ObjectRecord,
 ) -> Result<VersionRecord, Failure> {
-    let key = tables::version_key(vault, object.kind, &object.name, latest(object)?);
+    let key = tables::version_key(vault, object.kind, &object.name, object.latest_version());
     get(versions, &key)?.ok_or_else(|| StoreError::Corrupt(format!("missing version {key}")).into())
 }
 
@@ -275,10 +274,12 @@ fn remove_object(
     vault: &VaultName,
     object: &ObjectRecord,
 ) -> Result<(), Failure> {
-    for version in &object.versions {
-        versions.remove(tables::version_key(vault, object.kind, &object.name, version).as_str())?;
-    }
-    objects.remove(tables::object_key(vault, object.kind, &object.name).as_str())?;
+    let object_key = tables::object_key(vault, object.kind, &object.name);
+    let prefix = tables::object_rows_prefix(&object_key);
+    let end = tables::prefix_end(&prefix);
+    remove_range(versions, &prefix, &end)?;
+    remove_range(&mut txn.open_table(tables::VERSION_ORDER)?, &prefix, &end)?;
+    objects.remove(object_key.as_str())?;
     set_purge_schedule(txn, vault, object, false)
 }
 
@@ -314,38 +315,44 @@ fn put_version(
     vault_settings(txn, vault)?;
     let (mut objects, mut versions) = object_tables(txn)?;
     let existing = load_object(&objects, vault, kind, name)?;
+    let key = tables::version_key(vault, kind, name, &version.version);
+    let stored = match &existing {
+        Some(_) => get::<VersionRecord>(&versions, &key)?,
+        None => None,
+    };
     // The same command applied twice (a forwarded write retried across a leader change carries
     // the same random 128-bit version id and the same record): answer as the first time did.
-    if let Some(object) = existing
-        .as_ref()
-        .filter(|o| o.has_version(&version.version))
-    {
-        let key = tables::version_key(vault, kind, name, &version.version);
-        if get::<VersionRecord>(&versions, &key)?.as_ref() == Some(version) {
+    if let (Some(object), Some(stored)) = (&existing, &stored) {
+        if stored == version {
             return Ok(Applied::Object {
                 object: object.clone(),
                 version: version.clone(),
             });
         }
     }
-    rules::check_put(kind, name, existing.as_ref(), &version.version)?;
-    let mut object = existing.unwrap_or_else(|| ObjectRecord {
-        name: name.clone(),
+    rules::check_put(
         kind,
-        versions: Vec::new(),
-        deleted: None,
-    });
-    object.versions.push(version.version.clone());
-    put(
-        &mut versions,
-        &tables::version_key(vault, kind, name, &version.version),
-        version,
+        name,
+        existing.as_ref(),
+        &version.version,
+        stored.is_some(),
     )?;
+    let object_key = tables::object_key(vault, kind, name);
+    let object = match existing {
+        Some(mut object) => {
+            object.current_version = version.version.clone();
+            object.version_count += 1;
+            object
+        }
+        None => ObjectRecord::new(name.clone(), kind, version.version.clone()),
+    };
+    put(&mut versions, &key, version)?;
     put(
-        &mut objects,
-        &tables::object_key(vault, kind, name),
-        &object,
+        &mut txn.open_table(tables::VERSION_ORDER)?,
+        &tables::version_order_key(&object_key, object.version_count - 1),
+        &version.version,
     )?;
+    put(&mut objects, &object_key, &object)?;
     Ok(Applied::Object {
         object,
         version: version.clone(),
@@ -365,21 +372,16 @@ fn update_version(
     let (objects, mut versions) = object_tables(txn)?;
     let object = load_object(&objects, vault, kind, name)?;
     let object = rules::active(kind, name, object.as_ref())?.clone();
-    let version_id = match version {
-        Some(v) => v.to_string(),
-        None => latest(&object)?.to_string(),
-    };
-    if !object.has_version(&version_id) {
+    let version_id = version.unwrap_or(object.latest_version());
+    let key = tables::version_key(vault, kind, name, version_id);
+    let Some(mut record) = get::<VersionRecord>(&versions, &key)? else {
         return Err(ApplyError::VersionNotFound {
             kind,
             name: name.to_string(),
-            version: version_id,
+            version: version_id.to_string(),
         }
         .into());
-    }
-    let key = tables::version_key(vault, kind, name, &version_id);
-    let mut record: VersionRecord = get(&versions, &key)?
-        .ok_or_else(|| StoreError::Corrupt(format!("missing version {key}")))?;
+    };
     patch.apply_to(&mut record, at);
     put(&mut versions, &key, &record)?;
     Ok(Applied::Object {
@@ -559,9 +561,8 @@ fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
         }
         objects.remove(key.as_str())?;
     }
-    for key in keys_in(&versions, &prefix, &end)? {
-        versions.remove(key.as_str())?;
-    }
+    remove_range(&mut versions, &prefix, &end)?;
+    remove_range(&mut txn.open_table(tables::VERSION_ORDER)?, &prefix, &end)?;
     let mut policies = txn.open_table(tables::ROTATION_POLICIES)?;
     for key in keys_in(&policies, &prefix, &end)? {
         policies.remove(key.as_str())?;
@@ -581,6 +582,14 @@ fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
     }
     txn.open_table(tables::VAULTS)?.remove(vault.as_str())?;
     Ok(Applied::Done)
+}
+
+/// Removes every row whose key is in `start..end`.
+fn remove_range(table: &mut Bytes, start: &str, end: &str) -> Result<(), Failure> {
+    for key in keys_in(table, start, end)? {
+        table.remove(key.as_str())?;
+    }
+    Ok(())
 }
 
 fn keys_in(table: &Bytes, start: &str, end: &str) -> Result<Vec<String>, Failure> {

@@ -164,6 +164,8 @@ fn append_one(
 }
 
 #[cfg(test)]
+mod layout_tests;
+#[cfg(test)]
 mod raft_log_tests;
 #[cfg(test)]
 mod region_tests;

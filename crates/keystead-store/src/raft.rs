@@ -53,25 +53,34 @@ impl StateDump {
         Ok(dump)
     }
 
-    /// Replaces the contents of `defs` with the dump's, inside `txn`.
+    /// Replaces the contents of `defs` with the dump's, inside `txn`, and brings them to the
+    /// current layout. A dump made by an older version lists fewer tables (the lists only grow
+    /// at the end, see `tables::VAULT_TABLES`): the tables it does not have are emptied, and
+    /// `upgrade_layout` rebuilds them from the others. A dump with more tables than this
+    /// version knows comes from a newer version and is refused.
     pub(crate) fn write(
         &self,
         txn: &redb::WriteTransaction,
         defs: &[TableDefinition<&str, &[u8]>],
     ) -> Result<(), StoreError> {
-        if self.tables.len() != defs.len() {
-            return Err(StoreError::Corrupt(
-                "snapshot has the wrong table count".into(),
-            ));
+        if self.tables.len() > defs.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the snapshot has {} tables and this version knows {}: it was made by a newer \
+                 version of Keystead; upgrade this node",
+                self.tables.len(),
+                defs.len()
+            )));
         }
-        for (def, rows) in defs.iter().zip(&self.tables) {
+        let empty = Vec::new();
+        let rows_of = self.tables.iter().chain(std::iter::repeat(&empty));
+        for (def, rows) in defs.iter().zip(rows_of) {
             let mut table = txn.open_table(*def)?;
             table.retain(|_, _| false)?;
             for (k, v) in rows {
                 table.insert(k.as_str(), v.as_slice())?;
             }
         }
-        Ok(())
+        tables::upgrade_layout(txn)
     }
 }
 

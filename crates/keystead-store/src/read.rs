@@ -88,6 +88,32 @@ impl ReadView {
         get(&versions, &tables::version_key(vault, kind, name, version))
     }
 
+    /// The versions of one object in creation order, from position `from` (0 is the first
+    /// version), at most `limit`, and whether more follow. Reads only the rows of that page.
+    pub fn versions_in_order(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        name: &ObjectName,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<VersionRecord>, bool), StoreError> {
+        let order = self.txn.open_table(tables::VERSION_ORDER)?;
+        let object_key = tables::object_key(vault, kind, name);
+        let start = tables::version_order_key(&object_key, from);
+        let end = tables::prefix_end(&tables::object_rows_prefix(&object_key));
+        let mut rows = order.range(start.as_str()..end.as_str())?;
+        let mut items = Vec::new();
+        for row in rows.by_ref().take(limit) {
+            let id: String = codec::decode(row?.1.value())?;
+            let version = self
+                .version(vault, kind, name, &id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("missing version {id} of {name}")))?;
+            items.push(version);
+        }
+        Ok((items, rows.next().is_some()))
+    }
+
     /// Objects of one collection, in name order, either the active or the soft-deleted ones,
     /// each with its latest version.
     pub fn list_objects(
@@ -120,11 +146,8 @@ impl ReadView {
                     .map(|(o, _): &(ObjectRecord, VersionRecord)| o.name.key());
                 break;
             }
-            let Some(latest) = object.latest_version() else {
-                continue;
-            };
             let version = self
-                .version(vault, kind, &object.name, latest)?
+                .version(vault, kind, &object.name, object.latest_version())?
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("missing version of {}", object.name))
                 })?;

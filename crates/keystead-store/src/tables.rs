@@ -16,13 +16,18 @@ pub(crate) const VAULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("va
 pub(crate) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 /// "vault/collection/name/version" → `VersionRecord`.
 pub(crate) const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("versions");
+/// "vault/collection/name/position" → version id: every object's versions in creation order
+/// (position 0 is the first), so listing a page of versions reads that page and nothing else.
+/// Written in the same transactions as `versions`.
+pub(crate) const VERSION_ORDER: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("version_order");
 /// client id → `Principal`.
 pub(crate) const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
 /// assignment id → `RoleAssignment`.
 pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("role_assignments");
 /// "principal/assignment id" → empty: which assignments a principal holds, so the per-request
 /// authorization check reads only the caller's (derived from `role_assignments`, written in the
-/// same transactions, built at open for older stores: `build_derived_indexes`).
+/// same transactions, built at open for older stores: `upgrade_layout`).
 pub(crate) const ROLES_BY_PRINCIPAL: TableDefinition<&str, &[u8]> =
     TableDefinition::new("role_assignments_by_principal");
 
@@ -72,10 +77,13 @@ pub(crate) fn outbox_key(seq: u64) -> String {
 pub(crate) const META_DEPLOYMENT: &str = "deployment";
 pub(crate) const META_LAST_APPLIED: &str = "last_applied";
 
-/// The vault state: what a cross-region snapshot carries, and the first part of a Raft
-/// snapshot. A new state table goes here (or in `REGION_TABLES`) and so reaches every kind of
-/// snapshot.
-pub(crate) const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 9] = [
+/// The vault state: what a cross-region snapshot carries, and part of a Raft snapshot. A new
+/// state table goes here (or in `REGION_TABLES`) and so reaches every kind of snapshot.
+///
+/// Snapshots list their tables by position, and both lists only ever grow at the end: a
+/// snapshot made by an older version is then a prefix of the current list, and installing it
+/// empties the tables it does not have and upgrades the layout (`upgrade_layout`).
+pub(crate) const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 10] = [
     META,
     VAULTS,
     OBJECTS,
@@ -85,15 +93,25 @@ pub(crate) const VAULT_TABLES: [TableDefinition<&str, &[u8]>; 9] = [
     ROLES_BY_PRINCIPAL,
     ROTATION_POLICIES,
     PURGE_SCHEDULE,
+    VERSION_ORDER,
 ];
 
 /// This region's own replication state: in a Raft snapshot (the region's nodes share it),
 /// never in a cross-region one.
 pub(crate) const REGION_TABLES: [TableDefinition<&str, &[u8]>; 3] = [REGION, OUTBOX, DIVERGENCE];
 
-/// Every state table (everything but the logs), in snapshot order.
+/// How many vault tables there were when the region tables were added: a Raft snapshot lists
+/// those, then the region tables, then the vault tables added since (append-only, see above).
+const FIRST_VAULT_TABLES: usize = 9;
+
+/// Every state table (everything but the logs), in Raft snapshot order.
 pub(crate) fn state_tables() -> Vec<TableDefinition<'static, &'static str, &'static [u8]>> {
-    [VAULT_TABLES.as_slice(), REGION_TABLES.as_slice()].concat()
+    [
+        &VAULT_TABLES[..FIRST_VAULT_TABLES],
+        REGION_TABLES.as_slice(),
+        &VAULT_TABLES[FIRST_VAULT_TABLES..],
+    ]
+    .concat()
 }
 
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -101,22 +119,27 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     for table in state_tables() {
         txn.open_table(table)?;
     }
-    build_derived_indexes(txn)
+    upgrade_layout(txn)
 }
 
-/// Which derived indexes a store's tables hold: 1 = role assignments by principal, 2 = also the
-/// purge schedule. Written in `META`, so it travels with the tables in every kind of snapshot.
-pub(crate) const META_INDEXES: &str = "derived_indexes";
-const INDEXES_VERSION: u64 = 2;
+/// The layout of the state tables, in `META`, so it travels with the tables in every kind of
+/// snapshot: 1 = role assignments indexed by principal; 2 = also the purge schedule; 3 = an
+/// object record holds its current version and count, the order is in `version_order`.
+/// (The key's name dates from when the layout only ever gained derived indexes.)
+pub(crate) const META_LAYOUT: &str = "derived_indexes";
+const LAYOUT: u64 = 3;
 
-/// Builds the derived indexes of a store (or an installed snapshot) written before they
-/// existed, once: afterwards every transaction that changes a source table keeps its index.
-/// Checking a version rather than whether an index is empty keeps a normal open from reading
-/// every object of a store that simply has no deleted objects.
-fn build_derived_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+/// Brings a store (or an installed snapshot) written by an older version to the current
+/// layout, once: afterwards every transaction keeps it. Checking a version rather than looking
+/// at the data keeps a normal open from reading every object.
+pub(crate) fn upgrade_layout(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
-    if get::<u64>(&meta, META_INDEXES)?.is_some_and(|v| v >= INDEXES_VERSION) {
+    let layout = get::<u64>(&meta, META_LAYOUT)?.unwrap_or(0);
+    if layout >= LAYOUT {
         return Ok(());
+    }
+    if layout < 3 {
+        move_version_lists(txn)?;
     }
     rebuild_index(txn, ROLES_BY_PRINCIPAL, ROLES, |_, value| {
         let assignment: keystead_model::RoleAssignment = codec::decode(value)?;
@@ -131,7 +154,54 @@ fn build_derived_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
             .deleted
             .map(|d| purge_schedule_key(d.scheduled_purge_date, key)))
     })?;
-    put(&mut meta, META_INDEXES, &INDEXES_VERSION)
+    put(&mut meta, META_LAYOUT, &LAYOUT)
+}
+
+/// An object record as layouts 1 and 2 stored it: every version id in creation order.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ObjectRecordWithVersionList {
+    pub(crate) name: ObjectName,
+    pub(crate) kind: ObjectKind,
+    pub(crate) versions: Vec<String>,
+    pub(crate) deleted: Option<keystead_model::Deletion>,
+}
+
+/// Layout 2 → 3: each object's version list moves to `version_order`, and the record keeps
+/// only its current version and count.
+fn move_version_lists(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut objects = txn.open_table(OBJECTS)?;
+    let mut order = txn.open_table(VERSION_ORDER)?;
+    order.retain(|_, _| false)?;
+    let mut upgraded = Vec::new();
+    for row in objects.iter()? {
+        let (key, value) = row?;
+        let old: ObjectRecordWithVersionList = codec::decode(value.value())?;
+        let Some(current) = old.versions.last().cloned() else {
+            return Err(StoreError::Corrupt(format!(
+                "object {} has no versions",
+                key.value()
+            )));
+        };
+        for (position, version) in old.versions.iter().enumerate() {
+            put(
+                &mut order,
+                &version_order_key(key.value(), position as u64),
+                version,
+            )?;
+        }
+        let record = keystead_model::ObjectRecord {
+            name: old.name,
+            kind: old.kind,
+            current_version: current,
+            version_count: old.versions.len() as u64,
+            deleted: old.deleted,
+        };
+        upgraded.push((key.value().to_string(), record));
+    }
+    for (key, record) in &upgraded {
+        put(&mut objects, key, record)?;
+    }
+    Ok(())
 }
 
 /// Refills the key-only table `index` from `source`: `entry` gives a source row's index key,
@@ -173,6 +243,17 @@ pub(crate) fn version_key(
 }
 
 /// The smallest string greater than every string starting with `prefix` ('/' + 1 = '0').
+/// The `version_order` key of the version at `position` (fixed width: string order is
+/// creation order) of the object whose key is `object_key`.
+pub(crate) fn version_order_key(object_key: &str, position: u64) -> String {
+    format!("{object_key}/{position:020}")
+}
+
+/// The prefix of every row one object has in `versions` or `version_order`.
+pub(crate) fn object_rows_prefix(object_key: &str) -> String {
+    format!("{object_key}/")
+}
+
 pub(crate) fn prefix_end(prefix: &str) -> String {
     let mut end = prefix.to_string();
     end.pop();

@@ -734,7 +734,30 @@ impl World<'_> {
                     )
                     .map_err(read_err)?;
                 for (object, _) in &page.items {
-                    for version in &object.versions {
+                    let count = object.version_count as usize;
+                    let (versions, _) = view
+                        .versions_in_order(
+                            &workload::vault(),
+                            ObjectKind::Secret,
+                            &object.name,
+                            0,
+                            count + 1,
+                        )
+                        .map_err(read_err)?;
+                    if versions.len() != count
+                        || versions.last().map(|v| v.version.as_str())
+                            != Some(object.latest_version())
+                    {
+                        return Err(format!(
+                            "{when}: node {id} lists {} versions of {}, ending in {:?}, and its \
+                             record says {count}, the latest {}",
+                            versions.len(),
+                            object.name,
+                            versions.last().map(|v| &v.version),
+                            object.latest_version()
+                        ));
+                    }
+                    for version in versions.iter().map(|v| &v.version) {
                         if !written.contains_key(&(object.name.key(), version.clone())) {
                             return Err(format!(
                                 "{when}: node {id} has {}/{version}, which no client wrote",
