@@ -96,6 +96,12 @@ class Cluster:
         for node, proxy in zip(self.nodes, self.proxies):
             proxy.block(others if node is victim else {victim.node_id})
 
+    def cut_one_way(self, source: Node, target: Node) -> None:
+        """Cut `source`'s connections to `target` only: `target` still reaches `source`, and
+        gets its answers back on its own connections."""
+        proxy = self.proxies[self.nodes.index(target)]
+        proxy.block({source.node_id})
+
     def heal(self) -> None:
         for proxy in self.proxies:
             proxy.heal()

@@ -103,6 +103,10 @@ impl ClusterAdmin for ClusterNode {
                 "last_log_index": m.last_log_index,
                 "last_applied": m.last_applied.map(|l| l.index),
                 "snapshot": m.snapshot.map(|l| l.index),
+                "read_index": {
+                    "lease": self.lease.counts().0,
+                    "heartbeat_round": self.lease.counts().1,
+                },
                 "nodes": nodes,
             }))
         })

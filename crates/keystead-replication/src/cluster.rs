@@ -1,6 +1,7 @@
 //! Starting a clustered node: openraft over the redb store, the mTLS cluster listener, and
 //! first-start bootstrap of a one-node membership when configured.
 
+use crate::leader_lease::LeaderLease;
 use crate::network::{Network, PeerClient, PeerTls};
 use crate::raft_log::RaftLog;
 use crate::read_batch::ReadBatcher;
@@ -27,11 +28,15 @@ pub struct ClusterSettings {
     pub source_ip: Option<std::net::IpAddr>,
     /// Snapshot (and compact the log) every this many entries.
     pub snapshot_logs: u64,
+    /// Let the leader answer read indexes from its lease (`leader_lease.rs`) instead of a
+    /// heartbeat round each time.
+    pub lease_reads: bool,
 }
 
 pub struct ClusterNode {
     pub raft: Raft,
     pub log: Arc<RaftLog>,
+    pub lease: Arc<LeaderLease>,
     pub settings: ClusterSettings,
 }
 
@@ -61,10 +66,15 @@ impl ClusterNode {
         .validate()
         .map_err(|e| format!("raft config: {e}"))?;
         let peers = PeerClient::new(&tls, settings.source_ip)?;
+        let lease = Arc::new(LeaderLease::new(
+            settings.node_id,
+            std::time::Duration::from_millis(config.election_timeout_max),
+            settings.lease_reads,
+        ));
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            Network::new(peers.clone()),
+            Network::new(peers.clone(), lease.clone()),
             LogStore::open(log_file.clone(), store.clone())
                 .map_err(|e| format!("opening the raft log: {e}"))?,
             StateMachine::new(store, log_file),
@@ -78,6 +88,7 @@ impl ClusterNode {
         let app = peer::router(peer::PeerState {
             raft: raft.clone(),
             leader_reads: leader_reads.clone(),
+            lease: lease.clone(),
             writes: writes.clone(),
         });
         let listener = axum_server::bind_rustls(
@@ -98,10 +109,17 @@ impl ClusterNode {
                 .map_err(|e| format!("initializing the cluster: {e}"))?;
             tracing::info!(node_id = settings.node_id, "initialized a new cluster");
         }
-        let log = Arc::new(RaftLog::new(raft.clone(), peers, leader_reads, writes));
+        let log = Arc::new(RaftLog::new(
+            raft.clone(),
+            peers,
+            leader_reads,
+            lease.clone(),
+            writes,
+        ));
         Ok(Arc::new(ClusterNode {
             raft,
             log,
+            lease,
             settings,
         }))
     }

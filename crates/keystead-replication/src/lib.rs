@@ -6,6 +6,8 @@
 //! - [`state_machine`]: applies committed entries to the store's tables; snapshots are the
 //!   store's state tables, which hold only ciphertext.
 //! - [`write_batch`]: group commit, concurrent writes on the leader share one entry.
+//! - [`leader_lease`]: the leader answers read indexes without a heartbeat round while a
+//!   quorum of followers' vote leases holds.
 
 // openraft's `StorageError` is large by design and every storage trait method returns it; boxing
 // it in our helpers would only add conversions at each call.
@@ -13,6 +15,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod leader_lease;
 pub mod log_store;
 pub mod network;
 pub mod peer;

@@ -2,6 +2,7 @@
 //! snapshot) as JSON over HTTPS with mutual TLS — every node presents a certificate from the
 //! cluster's CA and accepts only peers that do.
 
+use crate::leader_lease::LeaderLease;
 use crate::types::{NodeInfo, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -13,6 +14,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// PEM material for mutual TLS between nodes.
@@ -106,15 +108,17 @@ impl PeerFailure {
     }
 }
 
-/// Creates a connection per target node; all share one HTTPS client (and its pool).
+/// Creates a connection per target node; all share one HTTPS client (and its pool), and
+/// report followers' acknowledgements of this node's leadership to the leader lease.
 #[derive(Clone)]
 pub struct Network {
     client: PeerClient,
+    lease: Arc<LeaderLease>,
 }
 
 impl Network {
-    pub fn new(client: PeerClient) -> Network {
-        Network { client }
+    pub fn new(client: PeerClient, lease: Arc<LeaderLease>) -> Network {
+        Network { client, lease }
     }
 }
 
@@ -126,6 +130,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.client.clone(),
             target,
             node: node.clone(),
+            lease: self.lease.clone(),
         }
     }
 }
@@ -134,6 +139,7 @@ pub struct Connection {
     client: PeerClient,
     target: u64,
     node: NodeInfo,
+    lease: Arc<LeaderLease>,
 }
 
 impl Connection {
@@ -164,7 +170,13 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
-        self.call("/raft/append", &rpc, &option).await
+        // Read before the request leaves: the follower's lease starts later than this.
+        let sent = tokio::time::Instant::now();
+        let response = self.call("/raft/append", &rpc, &option).await?;
+        if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
+            self.lease.acknowledged(self.target, &rpc.vote, sent);
+        }
+        Ok(response)
     }
 
     async fn install_snapshot(

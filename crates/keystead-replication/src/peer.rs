@@ -1,6 +1,7 @@
 //! Node-to-node transport, server side: the cluster listener (HTTPS, client certificates from
 //! the cluster CA required) serving openraft's RPCs, forwarded writes and read-index requests.
 
+use crate::leader_lease::LeaderLease;
 use crate::network::PeerTls;
 use crate::read_batch::ReadBatcher;
 use crate::types::{LogId, NodeInfo, Raft, Response, TypeConfig};
@@ -34,6 +35,7 @@ pub enum PeerAnswer<T> {
 pub(crate) struct PeerState {
     pub(crate) raft: Raft,
     pub(crate) leader_reads: Arc<ReadBatcher>,
+    pub(crate) lease: Arc<LeaderLease>,
     pub(crate) writes: Arc<WriteBatcher>,
 }
 
@@ -100,14 +102,16 @@ pub(crate) async fn read_index_local(raft: &Raft) -> PeerAnswer<Option<LogId>> {
 }
 
 /// The read index on the leader, from a round shared by every read-index request that arrived
-/// before it started: this node's own readers and every follower's. Each round is a heartbeat
-/// to a quorum, so sharing them across followers saves the leader (and the followers answering
-/// the heartbeats) one round per follower batch. Linearizable for the same reason the local
-/// batching is: a request only joins a round that starts after it arrived. A node that does not
-/// lead answers at once, with the leader it knows of.
+/// before it started: this node's own readers and every follower's. A round is answered by the
+/// leader lease when it holds (`leader_lease.rs`), else by a heartbeat to a quorum; sharing
+/// rounds across followers saves the leader (and the followers answering the heartbeats) one
+/// round per follower batch. Linearizable for the same reason the local batching is: a
+/// request only joins a round that starts after it arrived. A node that does not lead answers
+/// at once, with the leader it knows of.
 pub(crate) async fn read_index_shared(
     raft: &Raft,
     leader_reads: &ReadBatcher,
+    lease: &LeaderLease,
 ) -> PeerAnswer<Option<LogId>> {
     let leads = {
         let metrics = raft.metrics();
@@ -118,6 +122,9 @@ pub(crate) async fn read_index_shared(
         return read_index_local(raft).await;
     }
     let round = || async {
+        if let Some(index) = lease.read_index(raft).await {
+            return Ok(Some(index));
+        }
         match read_index_local(raft).await {
             PeerAnswer::Done(index) => Ok(index),
             PeerAnswer::NotLeader(_) => Err(CoreError::Unavailable("leadership changed".into())),
@@ -131,7 +138,7 @@ pub(crate) async fn read_index_shared(
 }
 
 async fn read_index(State(state): State<PeerState>) -> Json<PeerAnswer<Option<LogId>>> {
-    Json(read_index_shared(&state.raft, &state.leader_reads).await)
+    Json(read_index_shared(&state.raft, &state.leader_reads, &state.lease).await)
 }
 
 /// rustls server configuration for the cluster listener: our certificate, and client

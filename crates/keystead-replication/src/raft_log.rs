@@ -3,6 +3,7 @@
 //! applying it; a read barrier asks the leader for its read index and waits until this node
 //! has applied that far.
 
+use crate::leader_lease::LeaderLease;
 use crate::network::PeerClient;
 use crate::peer::{read_index_shared, PeerAnswer};
 use crate::read_batch::ReadBatcher;
@@ -25,6 +26,8 @@ pub struct RaftLog {
     reads: ReadBatcher,
     /// On the leader, the rounds themselves are shared with followers' read-index requests.
     leader_reads: Arc<ReadBatcher>,
+    /// Answers the leader's rounds without a heartbeat while it holds.
+    lease: Arc<LeaderLease>,
     /// Writes go into Raft entries in batches, with followers' forwarded writes.
     writes: Arc<WriteBatcher>,
 }
@@ -34,6 +37,7 @@ impl RaftLog {
         raft: Raft,
         peers: PeerClient,
         leader_reads: Arc<ReadBatcher>,
+        lease: Arc<LeaderLease>,
         writes: Arc<WriteBatcher>,
     ) -> RaftLog {
         RaftLog {
@@ -41,6 +45,7 @@ impl RaftLog {
             peers,
             reads: Default::default(),
             leader_reads,
+            lease,
             writes,
         }
     }
@@ -129,7 +134,7 @@ impl CommandLog for RaftLog {
                 .reads
                 .read_index(|| {
                     self.via_leader("/raft/read-index", &(), || {
-                        read_index_shared(&self.raft, &self.leader_reads)
+                        read_index_shared(&self.raft, &self.leader_reads, &self.lease)
                     })
                 })
                 .await?;

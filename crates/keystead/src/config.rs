@@ -177,6 +177,16 @@ pub struct ClusterConfig {
     /// Take a snapshot (and compact the log) after this many entries.
     #[serde(default = "default_snapshot_logs")]
     pub snapshot_logs: u64,
+    /// The leader answers linearizable reads from its lease while a quorum of followers is
+    /// bound not to elect another leader (0.8 × the maximum election timeout after their last
+    /// acknowledgement), instead of a heartbeat round per read batch. Every node must use the
+    /// same `election_timeout_ms`. `false` takes a heartbeat round every time.
+    #[serde(default = "default_true")]
+    pub lease_reads: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_snapshot_logs() -> u64 {
