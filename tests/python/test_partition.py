@@ -38,6 +38,20 @@ class Recorder:
         self.stop = threading.Event()
         self.pause_writes = threading.Event()   # while set, clients only read
 
+    def start(self, nodes) -> None:
+        """One client thread per entry of `nodes`, each sending to that node."""
+        self.threads = [threading.Thread(target=self.client, args=(i, node), daemon=True)
+                        for i, node in enumerate(nodes)]
+        for t in self.threads:
+            t.start()
+
+    def finish(self) -> list:
+        """Stops the clients and returns the history: (node id, Op) pairs."""
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        return self.history
+
     def client(self, cid: int, node) -> None:
         rng = random.Random(cid)
         session = make_session(self.cluster.ca)
@@ -76,10 +90,7 @@ class Recorder:
 def test_isolated_leader_commits_nothing_and_history_is_linearizable(cluster):
     principal = cluster.setup_vault()
     rec = Recorder(cluster, principal)
-    threads = [threading.Thread(target=rec.client, args=(i, node), daemon=True)
-               for i, node in enumerate(cluster.nodes + cluster.nodes[:2])]
-    for t in threads:
-        t.start()
+    rec.start(cluster.nodes + cluster.nodes[:2])
     try:
         time.sleep(2)
         old = cluster.leader()
@@ -109,11 +120,8 @@ def test_isolated_leader_commits_nothing_and_history_is_linearizable(cluster):
         assert wait_until(converged, timeout=20), f"old leader did not step down:\n{old.tail()}"
         time.sleep(2)
     finally:
-        rec.stop.set()
-        for t in threads:
-            t.join(timeout=30)
+        history = rec.finish()
 
-    history = rec.history
     # The isolated side commits nothing and serves no linearizable read: no operation sent to
     # the old leader well after the cut succeeded before the partition healed.
     minority_ops = [op for node_id, op in history
@@ -124,8 +132,7 @@ def test_isolated_leader_commits_nothing_and_history_is_linearizable(cluster):
     majority_acks = [op for node_id, op in history
                      if node_id != old.node_id and op.kind == "w" and op.ok and cut_at + 1.0 < op.call < healed_at]
     assert majority_acks, "the majority acknowledged no write during the partition"
-    results = check([op for _, op in history])
-    assert all(results.values()), f"linearizability violations on keys {[k for k, v in results.items() if not v]}"
+    assert_linearizable(history)
 
 
 def test_leader_cut_one_way_from_a_follower_hands_over_and_history_is_linearizable(cluster):
@@ -138,10 +145,7 @@ def test_leader_cut_one_way_from_a_follower_hands_over_and_history_is_linearizab
     the whole history, reads on the old leader included, must stay linearizable."""
     principal = cluster.setup_vault()
     rec = Recorder(cluster, principal)
-    threads = [threading.Thread(target=rec.client, args=(i, node), daemon=True)
-               for i, node in enumerate(cluster.nodes * 2)]
-    for t in threads:
-        t.start()
+    rec.start(cluster.nodes * 2)
     try:
         time.sleep(2)
         old = cluster.leader()
@@ -163,15 +167,16 @@ def test_leader_cut_one_way_from_a_follower_hands_over_and_history_is_linearizab
         cluster.heal()
         time.sleep(2)
     finally:
-        rec.stop.set()
-        for t in threads:
-            t.join(timeout=30)
+        history = rec.finish()
 
-    history = rec.history
     reads_on_old = [op for node_id, op in history
                     if node_id == old.node_id and op.kind == "r" and op.call > cut_at]
     assert reads_on_old, "nothing was read on the old leader after the cut; the test proved nothing"
     writes_after = [op for _, op in history if op.kind == "w" and op.ok and op.call > cut_at]
     assert writes_after, "no write succeeded under the new leader; the test proved nothing"
+    assert_linearizable(history)
+
+
+def assert_linearizable(history) -> None:
     results = check([op for _, op in history])
     assert all(results.values()), f"linearizability violations on keys {[k for k, v in results.items() if not v]}"
