@@ -94,13 +94,7 @@ impl LeaderLease {
         match acks.get_mut(&target) {
             Some(ack) if &ack.vote == vote => ack.sent = ack.sent.max(sent),
             _ => {
-                acks.insert(
-                    target,
-                    Ack {
-                        vote: *vote,
-                        sent,
-                    },
-                );
+                acks.insert(target, Ack { vote: *vote, sent });
             }
         }
     }
@@ -234,14 +228,7 @@ mod tests {
         let t0 = Instant::now();
         let v = vote(2, 1);
         let five = vec![BTreeSet::from([1, 2, 3, 4, 5])];
-        assert!(!lease_holds(
-            1,
-            &v,
-            &five,
-            &acks(&[(2, v, t0)]),
-            t0,
-            LEASE
-        ));
+        assert!(!lease_holds(1, &v, &five, &acks(&[(2, v, t0)]), t0, LEASE));
         let two = acks(&[(2, v, t0), (3, v, t0)]);
         assert!(lease_holds(1, &v, &five, &two, t0, LEASE));
         // Joint: old {1,2,3}, new {1,4,5}: followers 2 and 3 cover only the old one.
@@ -275,15 +262,9 @@ mod tests {
         );
         // 0.8 × 400 ms after the send, the lease is over.
         let over = t0 + Duration::from_millis(320);
-        assert_eq!(
-            lease.check(&view(true, v, Some(log_id(7))), over),
-            None
-        );
+        assert_eq!(lease.check(&view(true, v, Some(log_id(7))), over), None);
         // Not leading, another node's vote, an uncommitted vote.
-        assert_eq!(
-            lease.check(&view(false, v, Some(log_id(7))), at),
-            None
-        );
+        assert_eq!(lease.check(&view(false, v, Some(log_id(7))), at), None);
         assert_eq!(
             lease.check(&view(true, vote(7, 2), Some(log_id(7))), at),
             None
@@ -295,10 +276,7 @@ mod tests {
         );
         // The newest committed entry is of an earlier term: this term's blank entry is not
         // committed yet.
-        assert_eq!(
-            lease.check(&view(true, v, Some(log_id(6))), at),
-            None
-        );
+        assert_eq!(lease.check(&view(true, v, Some(log_id(6))), at), None);
         assert_eq!(lease.check(&view(true, v, None), at), None);
     }
 }
