@@ -563,10 +563,11 @@ fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
     }
     remove_range(&mut versions, &prefix, &end)?;
     remove_range(&mut txn.open_table(tables::VERSION_ORDER)?, &prefix, &end)?;
-    let mut policies = txn.open_table(tables::ROTATION_POLICIES)?;
-    for key in keys_in(&policies, &prefix, &end)? {
-        policies.remove(key.as_str())?;
-    }
+    remove_range(
+        &mut txn.open_table(tables::ROTATION_POLICIES)?,
+        &prefix,
+        &end,
+    )?;
     let roles = txn.open_table(tables::ROLES)?;
     let mut doomed = Vec::new();
     for row in roles.iter()? {
@@ -586,9 +587,7 @@ fn delete_vault(txn: &WriteTransaction, vault: &VaultName) -> Step {
 
 /// Removes every row whose key is in `start..end`.
 fn remove_range(table: &mut Bytes, start: &str, end: &str) -> Result<(), Failure> {
-    for key in keys_in(table, start, end)? {
-        table.remove(key.as_str())?;
-    }
+    table.retain_in(start..end, |_, _| false)?;
     Ok(())
 }
 
