@@ -4,7 +4,9 @@
 
 use crate::raft::StateDump;
 use crate::tables::{self, ObjectRecordWithVersionList};
-use crate::tests::{name, open, put, put_command, vault, version, version_ids};
+use crate::tests::{
+    apply_ok, delete_at, name, open, put, put_command, vault, version, version_ids,
+};
 use crate::{codec, Store};
 use keystead_model::*;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -62,10 +64,6 @@ fn object(store: &Store, n: &str) -> ObjectRecord {
         .unwrap()
 }
 
-fn apply_ok(store: &Store, command: Command) -> Applied {
-    store.append_and_apply(&command).unwrap().1.unwrap()
-}
-
 #[test]
 fn versions_are_read_in_creation_order_one_page_at_a_time() {
     let (_dir, store) = open();
@@ -102,18 +100,12 @@ fn purge_restore_and_vault_deletion_keep_the_version_order_exact() {
         put(&store, "a", id).unwrap();
     }
     put(&store, "b", "w1").unwrap();
-    let delete = |n: &str| Command::DeleteObject {
-        vault: vault(),
-        kind: ObjectKind::Secret,
-        name: name(n),
-        at: 100,
-    };
     let purge = Command::PurgeObject {
         vault: vault(),
         kind: ObjectKind::Secret,
         name: name("a"),
     };
-    apply_ok(&store, delete("a"));
+    apply_ok(&store, delete_at("a", 100));
     apply_ok(&store, purge);
     assert!(version_ids(&store, ObjectKind::Secret, "a").is_empty());
     assert_eq!(order_rows(&store), 1, "only b's row is left");
@@ -153,13 +145,7 @@ fn store_in_version_list_layout() -> (tempfile::TempDir, Store) {
         put(&store, "a", id).unwrap();
     }
     put(&store, "gone", "g1").unwrap();
-    let delete = Command::DeleteObject {
-        vault: vault(),
-        kind: ObjectKind::Secret,
-        name: name("gone"),
-        at: 100,
-    };
-    apply_ok(&store, delete);
+    apply_ok(&store, delete_at("gone", 100));
     write_version_list_layout(&store);
     (dir, store)
 }

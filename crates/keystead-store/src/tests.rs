@@ -561,11 +561,11 @@ fn the_per_principal_role_index_follows_every_change_and_is_rebuilt_at_open() {
     assert_eq!(ids_of(&reopened, "p2"), ["a4"]);
 }
 
-fn apply_ok(store: &Store, command: Command) -> Applied {
+pub(crate) fn apply_ok(store: &Store, command: Command) -> Applied {
     store.append_and_apply(&command).unwrap().1.unwrap()
 }
 
-fn delete_at(n: &str, at: i64) -> Command {
+pub(crate) fn delete_at(n: &str, at: i64) -> Command {
     Command::DeleteObject {
         vault: vault(),
         kind: ObjectKind::Secret,
