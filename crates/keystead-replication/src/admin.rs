@@ -53,6 +53,7 @@ impl ClusterAdmin for ClusterNode {
     fn status(&self) -> AdminFuture<'_> {
         Box::pin(async move {
             let m = self.raft.metrics().borrow().clone();
+            let (lease_reads, heartbeat_rounds) = self.lease.counts();
             let membership = m.membership_config.membership();
             let voters: BTreeSet<u64> = membership.voter_ids().collect();
             let leader_last = m.last_log_index.unwrap_or(0);
@@ -104,8 +105,8 @@ impl ClusterAdmin for ClusterNode {
                 "last_applied": m.last_applied.map(|l| l.index),
                 "snapshot": m.snapshot.map(|l| l.index),
                 "read_index": {
-                    "lease": self.lease.counts().0,
-                    "heartbeat_round": self.lease.counts().1,
+                    "lease": lease_reads,
+                    "heartbeat_round": heartbeat_rounds,
                 },
                 "nodes": nodes,
             }))

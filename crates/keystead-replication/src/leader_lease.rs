@@ -29,9 +29,10 @@
 //! clock; across hosts, [`LEASE_SHARE`] leaves room for clock rate differences. All nodes must
 //! run with the same `election_timeout_max`.
 //!
-//! When the lease does not hold (no recent acknowledgements, a joint membership change in
-//! progress, the term's first entry not yet committed, this node not leading), the caller
-//! falls back to openraft's heartbeat round (`Raft::ensure_linearizable`).
+//! During a joint membership change the majority must hold in both voter sets. When the lease
+//! does not hold (too few recent acknowledgements, the term's first entry not yet committed,
+//! this node not leading), the caller falls back to openraft's heartbeat round
+//! (`Raft::ensure_linearizable`).
 
 use crate::types::{LogId, Raft, Vote};
 use openraft::ServerState;
