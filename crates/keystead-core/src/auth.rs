@@ -2,6 +2,7 @@
 //! tokens signed with the deployment's key), bearer-token validation, and RBAC checks against
 //! the built-in Key Vault roles.
 
+use crate::access_cache::GrantKey;
 use crate::{CoreError, Node};
 use keystead_crypto::password;
 use keystead_model::{Action, ObjectKind, ObjectName, VaultName, VaultSettings};
@@ -95,11 +96,10 @@ impl Node {
         if number("nbf").is_some_and(|nbf| nbf > now + 300) {
             return Err(unauthorized("The token is not yet valid."));
         }
-        let tenant_suffix = format!("/{}/v2.0", self.tenant_id);
         let issuer_ok = claims
             .get("iss")
             .and_then(Value::as_str)
-            .is_some_and(|iss| iss.starts_with("https://") && iss.ends_with(&tenant_suffix));
+            .is_some_and(|iss| iss.starts_with("https://") && iss.ends_with(&self.issuer_suffix));
         if !issuer_ok || claims.get("tid").and_then(Value::as_str) != Some(&self.tenant_id) {
             return Err(unauthorized("AKV10032: Invalid issuer."));
         }
@@ -117,9 +117,14 @@ impl Node {
             .get("sub")
             .and_then(Value::as_str)
             .ok_or_else(|| unauthorized("The token has no subject."))?;
-        // A deleted principal's outstanding tokens stop working at once.
-        if self.read()?.principal(client_id)?.is_none() {
-            return Err(unauthorized("The token's principal no longer exists."));
+        // A deleted principal's outstanding tokens stop working at once. (The generation is
+        // loaded before the read: see `access_cache`.)
+        let generation = self.store.generation();
+        if !self.access.knows_principal(generation, client_id) {
+            if self.read()?.principal(client_id)?.is_none() {
+                return Err(unauthorized("The token's principal no longer exists."));
+            }
+            self.access.remember_principal(generation, client_id);
         }
         Ok(Caller {
             client_id: client_id.to_string(),
@@ -135,6 +140,18 @@ impl Node {
         action: Action,
         object: Option<(ObjectKind, &ObjectName)>,
     ) -> Result<VaultSettings, CoreError> {
+        // A grant decided at this generation still holds (see `access_cache`); the generation
+        // is loaded before the read a new decision is made from.
+        let generation = self.store.generation();
+        let key = GrantKey {
+            client_id: caller.client_id.clone(),
+            vault: vault.clone(),
+            action,
+            object: object.map(|(kind, name)| (kind, name.clone())),
+        };
+        if let Some(settings) = self.access.granted(generation, &key) {
+            return Ok(settings);
+        }
         let read = self.read()?;
         let settings = read
             .vault(vault)?
@@ -148,6 +165,8 @@ impl Node {
                     && a.role.allows(action)
             });
         if granted {
+            self.access
+                .remember_grant(generation, key, settings.clone());
             Ok(settings)
         } else {
             Err(CoreError::Forbidden {

@@ -6,6 +6,7 @@
 //! local state machine. Plaintext values exist only here, in zeroizing buffers, between the
 //! crypto crate and the api crate.
 
+mod access_cache;
 pub mod admin;
 pub mod auth;
 pub mod backup;

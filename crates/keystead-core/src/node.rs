@@ -1,6 +1,7 @@
 //! The node handle: the store, the command log, the key hierarchy and the token authority,
 //! opened once at start-up and shared by every request.
 
+use crate::access_cache::{self, AccessCache};
 use crate::key_cache::{self, KeyCache};
 use crate::verified_tokens::{self, VerifiedTokens};
 use crate::{CommandLog, CoreError, LocalLog};
@@ -52,6 +53,10 @@ pub struct Node {
     pub(crate) key_cache: Arc<KeyCache>,
     /// Claims of bearer tokens whose signature was checked (see `verified_tokens`).
     pub(crate) verified_tokens: VerifiedTokens,
+    /// Principals and grants read from the current state (see `access_cache`).
+    pub(crate) access: AccessCache,
+    /// What a token's issuer must end with: `/<tenant>/v2.0`.
+    pub(crate) issuer_suffix: String,
 }
 
 impl Node {
@@ -97,12 +102,14 @@ impl Node {
             log,
             kek,
             clock,
-            tenant_id: deployment.tenant_id,
+            tenant_id: deployment.tenant_id.clone(),
             signer,
             verifier,
             token_lifetime: config.token_lifetime,
             key_cache: Arc::new(KeyCache::new(key_cache::CAPACITY, key_cache::IDLE)),
             verified_tokens: VerifiedTokens::new(verified_tokens::CAPACITY),
+            access: AccessCache::new(access_cache::CAPACITY),
+            issuer_suffix: format!("/{}/v2.0", deployment.tenant_id),
         };
         Ok((node, Bootstrap { admin_token }))
     }

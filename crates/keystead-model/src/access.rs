@@ -7,7 +7,7 @@ use crate::{ObjectKind, ObjectName, UnixTime, VaultName};
 use serde::{Deserialize, Serialize};
 
 /// A data action, e.g. `Microsoft.KeyVault/vaults/secrets/getSecret/action`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Action(pub &'static str);
 
 /// Data actions used by the data plane.

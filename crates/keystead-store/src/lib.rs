@@ -26,7 +26,7 @@ use keystead_model::{Applied, ApplyError, Command};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// One log entry: the position, the term of the leader that proposed it (0 in single-node
 /// mode) and the command.
@@ -45,6 +45,10 @@ pub struct Store {
     db: Database,
     /// Replicated applies committed without fsync since the last durable commit (`raft.rs`).
     applies_since_sync: AtomicU32,
+    /// Bumped after every write transaction on the state, once its changes are visible: a
+    /// value remembered from a read made after loading the generation is current as long as
+    /// the generation has not moved (see [`Store::generation`]).
+    generation: AtomicU64,
 }
 
 impl Store {
@@ -68,7 +72,25 @@ impl Store {
         Ok(Store {
             db,
             applies_since_sync: AtomicU32::new(0),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// How many write transactions have ended since the store was opened. Memoizing a decision
+    /// read from the state is safe this way: load the generation first, then read; the
+    /// decision holds while `generation()` still returns the loaded value. (Every write goes
+    /// through [`Store::commit`], which bumps the counter after the commit is visible, so a
+    /// read that started before a write's changes were visible sees an older generation.)
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Commits a write transaction on the state, then bumps the generation, whether the commit
+    /// succeeded or not (a failed commit may still have changed what readers see).
+    fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        let committed = txn.commit();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(committed?)
     }
 
     /// Single-node commit path: appends `command` to the log and applies it in the same write
@@ -78,7 +100,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         let index = next_log_index(&txn)?;
         let result = append_one(&txn, index, command)?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok((index, result))
     }
 
@@ -103,7 +125,7 @@ impl Store {
         for (index, command) in (first..).zip(commands) {
             results.push((index, append_one(&txn, index, command)?));
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(results)
     }
 
@@ -115,7 +137,7 @@ impl Store {
             return Ok(None);
         }
         let result = apply::apply(&txn, entry.index, &entry.command)?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(Some(result))
     }
 

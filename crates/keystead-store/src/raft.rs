@@ -132,7 +132,7 @@ impl Store {
                 put_index(&mut meta, APPLIED_INDEX, last.index)?;
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         if durable {
             self.applies_since_sync.store(0, Ordering::Relaxed);
         }
@@ -145,7 +145,7 @@ impl Store {
     pub fn sync_applied(&self) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_write()?;
         let applied = get_index(&txn.open_table(RAFT_META)?, APPLIED_INDEX)?;
-        txn.commit()?;
+        self.commit(txn)?;
         self.applies_since_sync.store(0, Ordering::Relaxed);
         Ok(applied)
     }
@@ -185,7 +185,7 @@ impl Store {
                 put_index(&mut meta, APPLIED_INDEX, index)?;
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         self.applies_since_sync.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Store {
         txn.delete_table(RAFT_LOG)?;
         txn.open_table(RAFT_META)?
             .retain(|key, _| is_state_key(key, state_meta_keys))?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 }

@@ -675,3 +675,54 @@ fn forget_index(store: &Store, index: redb::TableDefinition<&str, &[u8]>) {
         .unwrap();
     txn.commit().unwrap();
 }
+
+/// Every way of writing the state moves the generation (the core's access cache depends on it);
+/// reads and refused no-op writes aside, nothing else does.
+#[test]
+fn every_write_moves_the_generation() {
+    let (_dir, store) = open();
+    let last = std::cell::Cell::new(store.generation());
+    let moved = |store: &Store, what: &str| {
+        let now = store.generation();
+        assert!(now > last.get(), "{what} did not move the generation");
+        last.set(now);
+    };
+    let unmoved = |store: &Store, what: &str| {
+        assert_eq!(
+            store.generation(),
+            last.get(),
+            "{what} moved the generation"
+        );
+    };
+    put(&store, "a", "1").unwrap();
+    moved(&store, "append_and_apply");
+    store
+        .append_and_apply_batch(&[put_command("b", "1"), put_command("c", "1")])
+        .unwrap();
+    moved(&store, "append_and_apply_batch");
+    let entry = LogEntry {
+        index: 100,
+        term: 1,
+        command: put_command("d", "1"),
+    };
+    store.apply_entry(&entry).unwrap();
+    moved(&store, "apply_entry");
+    let replicated = crate::ReplicatedEntry {
+        index: 101,
+        commands: vec![put_command("e", "1")],
+    };
+    store
+        .apply_replicated(&[replicated], "applied", b"x")
+        .unwrap();
+    moved(&store, "apply_replicated");
+    store.sync_applied().unwrap();
+    moved(&store, "sync_applied");
+    let (data, _) = store.export_state("applied").unwrap();
+    unmoved(&store, "export_state");
+    store
+        .import_state(&data, "applied", b"x", Some(101))
+        .unwrap();
+    moved(&store, "import_state");
+    let _ = store.read().unwrap().last_applied().unwrap();
+    unmoved(&store, "a read");
+}
