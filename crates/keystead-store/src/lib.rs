@@ -10,6 +10,7 @@ mod codec;
 pub mod error;
 mod raft;
 mod raft_log;
+mod raft_log_tail;
 mod read;
 mod region;
 #[cfg(any(test, feature = "sim"))]

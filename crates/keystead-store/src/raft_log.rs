@@ -17,6 +17,7 @@
 //! between leaves a log that still holds entries the state covers, which the replication crate
 //! reconciles when it opens the log (see its `LogStore::open`).
 
+use crate::raft_log_tail::LogTail;
 use crate::{Store, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
@@ -43,6 +44,8 @@ pub struct SnapshotPoint<'a> {
 
 pub struct RaftLogFile {
     db: Database,
+    /// The newest entries, also in memory (`raft_log_tail.rs`).
+    tail: LogTail,
 }
 
 pub(crate) fn get_index(
@@ -122,7 +125,10 @@ impl RaftLogFile {
         txn.open_table(RAFT_LOG)?;
         txn.open_table(RAFT_META)?;
         txn.commit()?;
-        Ok(RaftLogFile { db })
+        Ok(RaftLogFile {
+            db,
+            tail: LogTail::default(),
+        })
     }
 
     /// Writes a moved log's rows in one durable commit.
@@ -174,8 +180,37 @@ impl RaftLogFile {
                 table.insert(*key, *value)?;
             }
         }
-        txn.commit()?;
+        match txn.commit() {
+            Ok(()) => self.tail.appended(entries),
+            Err(e) => {
+                // Whether the entries are in the file is unknown: mirror nothing.
+                self.tail.clear();
+                return Err(e.into());
+            }
+        }
         Ok(())
+    }
+
+    /// Entries `[start, end)` from memory, if they are among the newest appended and total at
+    /// most `max_bytes` (see `raft_log_tail.rs`); `None` means: read them with
+    /// [`RaftLogFile::range`].
+    pub fn recent_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+        max_bytes: usize,
+    ) -> Option<Vec<(u64, Vec<u8>)>> {
+        let start = match start {
+            Bound::Included(s) => s,
+            Bound::Excluded(s) => s.checked_add(1)?,
+            Bound::Unbounded => return None,
+        };
+        let end = match end {
+            Bound::Included(e) => e.checked_add(1)?,
+            Bound::Excluded(e) => e,
+            Bound::Unbounded => return None,
+        };
+        self.tail.range(start, end, max_bytes)
     }
 
     pub fn range(
@@ -209,6 +244,7 @@ impl RaftLogFile {
 
     /// Removes entries with index `>= from` (conflicting suffix), durably.
     pub fn truncate(&self, from: u64) -> Result<(), StoreError> {
+        self.tail.remove_from(from);
         let txn = self.db.begin_write()?;
         txn.open_table(RAFT_LOG)?.retain_in(from.., |_, _| false)?;
         txn.commit()?;
@@ -277,6 +313,10 @@ impl RaftLogFile {
         purged_value: &[u8],
         removal: Removal,
     ) -> Result<(), StoreError> {
+        match removal {
+            Removal::UpToPurgePoint => self.tail.remove_upto(upto),
+            Removal::Everything => self.tail.clear(),
+        }
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(RAFT_META)?;
