@@ -18,7 +18,10 @@
 //! before the read arrived was therefore committed by this leader or before it, and is at or
 //! below this leader's committed log id, provided that id is of this leader's term (its first,
 //! blank entry committed; before that the lease is not used). That log id is the read index:
-//! the reader waits until its node has applied it, exactly as after a heartbeat round.
+//! the reader waits until its node has applied it, exactly as after a heartbeat round. This
+//! needs the committed log id to be one this leader learned while leading in this process: a
+//! leader restored at start-up would begin from a lagging hint, which is why a restarted node
+//! never resumes its term (`LogStore::read_vote`) and is elected anew.
 //!
 //! A follower's acknowledgement also proves it had granted no higher vote before answering
 //! (it would have answered `HigherVote`), so an acknowledgement that arrives after `t` still
@@ -87,8 +90,9 @@ impl LeaderLease {
 
     /// Records that `target` accepted an append-entries of `vote` sent at `sent` (any answer but
     /// `HigherVote`: success, partial success and conflict all come after the follower took the
-    /// vote). Keeps the latest send per follower.
-    pub(crate) fn acknowledged(&self, target: u64, vote: &Vote, sent: Instant) {
+    /// vote). Keeps the latest send per follower. Called by the transport (`network.rs`, and
+    /// the simulation's).
+    pub fn acknowledged(&self, target: u64, vote: &Vote, sent: Instant) {
         let Ok(mut acks) = self.acks.lock() else {
             return;
         };

@@ -188,8 +188,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// The saved vote, with its `committed` flag cleared. openraft 0.9 reads the vote once, at
+    /// start-up, and a node whose saved vote is a committed one for itself starts up as the
+    /// leader again, with no election and no new blank entry. Its committed position then comes
+    /// from the hint, which may lag what it committed (and acknowledged) before it stopped, and
+    /// openraft's read index (the term's first entry, or the committed position if later), like
+    /// the leader lease's, would let reads miss acknowledged writes until replication catches
+    /// up: the simulation's read check found exactly that after whole-cluster power losses.
+    /// Uncommitted, the vote still binds this node in its term (it grants no other candidate a
+    /// vote it would not have granted before: a vote's order compares leaders first), but the
+    /// node starts as a follower and leads again only through an election, whose blank entry
+    /// makes every read index cover everything committed before.
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.blocking(|log, _| LogStore::meta(log, VOTE)).await
+        let vote: Option<Vote> = self.blocking(|log, _| LogStore::meta(log, VOTE)).await?;
+        Ok(vote.map(|mut vote| {
+            vote.committed = false;
+            vote
+        }))
     }
 
     /// openraft calls this before every apply, on the leader between commit and answer and on

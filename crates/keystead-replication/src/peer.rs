@@ -101,6 +101,16 @@ pub(crate) async fn read_index_local(raft: &Raft) -> PeerAnswer<Option<LogId>> {
     }
 }
 
+/// One read-index round on this node, unshared: from the leader lease when it holds
+/// (`leader_lease.rs`), else from a heartbeat round to a quorum. (Public for the simulation,
+/// which checks reads answered this way for linearizability.)
+pub async fn read_index_round(raft: &Raft, lease: &LeaderLease) -> PeerAnswer<Option<LogId>> {
+    if let Some(index) = lease.read_index(raft).await {
+        return PeerAnswer::Done(Some(index));
+    }
+    read_index_local(raft).await
+}
+
 /// The read index on the leader, from a round shared by every read-index request that arrived
 /// before it started: this node's own readers and every follower's. A round is answered by the
 /// leader lease when it holds (`leader_lease.rs`), else by a heartbeat to a quorum; sharing
@@ -122,10 +132,7 @@ pub(crate) async fn read_index_shared(
         return read_index_local(raft).await;
     }
     let round = || async {
-        if let Some(index) = lease.read_index(raft).await {
-            return Ok(Some(index));
-        }
-        match read_index_local(raft).await {
+        match read_index_round(raft, lease).await {
             PeerAnswer::Done(index) => Ok(index),
             PeerAnswer::NotLeader(_) => Err(CoreError::Unavailable("leadership changed".into())),
             PeerAnswer::Failed(e) => Err(CoreError::Unavailable(e)),

@@ -5,7 +5,9 @@
 //! torn, or just the process), and whole-cluster power losses. At the end everything is healed
 //! and the run must converge: every acknowledged write on every node, every node's state
 //! identical, nothing that no client wrote — and the same again after a final power loss of the
-//! whole cluster. Throughout, no two nodes may lead in the same term.
+//! whole cluster. Throughout, no two nodes may apply different entries at one index. Readers
+//! read the writers' secrets all the while, through the production read path (leader lease,
+//! else a heartbeat round), and their history must be linearizable (`reads.rs`).
 //!
 //! `KEYSTEAD_SIM_SEEDS=N` runs seeds 0..N (default 16); `KEYSTEAD_SIM_SEED=s` runs seed `s` only
 //! (what a failing run prints). Design, fault model and limits: `docs/simulation.md`.
@@ -23,6 +25,7 @@
 
 mod net;
 mod node;
+mod reads;
 mod workload;
 
 use keystead_model::ObjectKind;
@@ -38,11 +41,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workload::{Outcome, Writes};
+use workload::{Outcome, Reads, Writes};
 
 /// Clients writing concurrently, and the most writes each makes.
 const CLIENTS: u64 = 4;
 const WRITES_PER_CLIENT: u64 = 150;
+/// Clients reading the writers' secrets until the faults end.
+const READERS: u64 = 2;
 /// Faults are injected from the first leader until this much simulated time has passed.
 const CHAOS: Duration = Duration::from_secs(30);
 /// Bounds (simulated) on the phases that wait for something.
@@ -126,6 +131,7 @@ fn run_seed(seed: u64) -> Result<Report, String> {
     world.finish_clients()?;
     world.converge("after the faults")?;
     world.check("after the faults")?;
+    world.check_reads()?;
     // The converged state must be what the disks keep: lose the power everywhere at once.
     world.power_cycle_everyone()?;
     world.converge("after a final power loss")?;
@@ -133,7 +139,13 @@ fn run_seed(seed: u64) -> Result<Report, String> {
     let report = world.report(wall.elapsed());
     // Not vacuous: the faults happened and the cluster did work through them.
     let c = &report.counts;
-    if c.get(PARTITIONS) == 0 || c.get(CRASHES) == 0 || c.get(TERMS) < 2 || c.get(ACKED) < 20 {
+    if c.get(PARTITIONS) == 0
+        || c.get(CRASHES) == 0
+        || c.get(TERMS) < 2
+        || c.get(ACKED) < 20
+        || c.get(READS) < 20
+        || c.get(LEASE_READS) == 0
+    {
         return Err(format!("too little happened: {report}"));
     }
     Ok(report)
@@ -169,6 +181,9 @@ const TERMS: &str = "leaders (term, node)";
 const SNAPSHOTS: &str = "snapshots installed";
 const LOST: &str = "unsynced disk changes lost";
 const SHARED: &str = "writes sharing an entry";
+const READS: &str = "linearizable reads";
+const LEASE_READS: &str = "read indexes from the leader lease";
+const HEARTBEAT_READS: &str = "declined (not leading, or no lease: a heartbeat round)";
 
 impl Counts {
     fn new() -> Counts {
@@ -188,6 +203,9 @@ impl Counts {
             SNAPSHOTS,
             LOST,
             SHARED,
+            READS,
+            LEASE_READS,
+            HEARTBEAT_READS,
         ] {
             counts.add(name, 0);
         }
@@ -239,6 +257,7 @@ struct World<'a> {
     disks: BTreeMap<u64, SimDisk>,
     registry: Registry,
     writes: Writes,
+    reads: Reads,
     stats: Arc<NetStats>,
     /// Nodes crashed and when they restart.
     down: BTreeMap<u64, Duration>,
@@ -255,7 +274,11 @@ struct World<'a> {
     new_leader: bool,
     /// Writes that shared an entry with others, on boots since crashed.
     shared_writes: u64,
+    /// Read indexes the leader lease answered and declined, on boots since crashed.
+    lease_counts: (u64, u64),
     faults: Counts,
+    /// What happened when, for the failure message of a read found not linearizable.
+    events: Vec<(Duration, String)>,
 }
 
 impl World<'_> {
@@ -288,6 +311,13 @@ impl World<'_> {
                 workload::run(client, seed, writes.clone(), WRITES_PER_CLIENT, until),
             );
         }
+        let reads = Reads::default();
+        for reader in 0..READERS {
+            sim.client(
+                format!("reader{reader}"),
+                workload::read(reader, seed, CLIENTS, reads.clone(), until),
+            );
+        }
         World {
             seed,
             sim,
@@ -296,6 +326,7 @@ impl World<'_> {
             disks,
             registry,
             writes,
+            reads,
             stats,
             down: BTreeMap::new(),
             armed: None,
@@ -303,9 +334,11 @@ impl World<'_> {
             heal_at: Duration::ZERO,
             leaders: BTreeSet::new(),
             shared_writes: 0,
+            lease_counts: (0, 0),
             applied: BTreeMap::new(),
             new_leader: false,
             faults: Counts::new(),
+            events: Vec::new(),
         }
     }
 
@@ -350,6 +383,14 @@ impl World<'_> {
                 && self.leaders.insert((metrics.current_term, *id))
             {
                 self.new_leader = true;
+                let at = self.sim.elapsed();
+                self.events.push((
+                    at,
+                    format!(
+                        "node {id} leads term {} (last log {:?}, applied {:?})",
+                        metrics.current_term, metrics.last_log_index, metrics.last_applied
+                    ),
+                ));
             }
         }
         Ok(())
@@ -525,11 +566,16 @@ impl World<'_> {
     }
 
     fn cut_link(&mut self, a: String, b: String) {
+        let at = self.sim.elapsed();
+        self.events.push((at, format!("link cut: {a} - {b}")));
         self.sim.partition(a.as_str(), b.as_str());
         self.cut.push((a, b));
     }
 
     fn heal_links(&mut self) {
+        let at = self.sim.elapsed();
+        self.events
+            .push((at, format!("links healed: {:?}", self.cut)));
         for (a, b) in std::mem::take(&mut self.cut) {
             self.sim.repair(a.as_str(), b.as_str());
         }
@@ -540,6 +586,9 @@ impl World<'_> {
     /// and with it every task and the store. The store must really be gone before the node
     /// boots again on what the disk kept.
     fn crash(&mut self, id: u64, how: Crash) -> Result<(), String> {
+        let at = self.sim.elapsed();
+        self.events
+            .push((at, format!("node {id} crashes: {how:?}")));
         let running = self.registry.lock().remove(&id);
         let disk = &self.disks[&id];
         match how {
@@ -551,6 +600,9 @@ impl World<'_> {
         self.sim.crash(host(id));
         if let Some(running) = running {
             self.shared_writes += running.writes.shared_writes();
+            let (served, declined) = running.lease.counts();
+            self.lease_counts.0 += served;
+            self.lease_counts.1 += declined;
             let (store, log) = (running.store.clone(), running.log.clone());
             drop(running);
             if store.upgrade().is_some() || log.upgrade().is_some() {
@@ -568,6 +620,8 @@ impl World<'_> {
     }
 
     fn restart(&mut self, id: u64) {
+        let at = self.sim.elapsed();
+        self.events.push((at, format!("node {id} restarts")));
         self.down.remove(&id);
         self.sim.bounce(host(id));
     }
@@ -588,6 +642,23 @@ impl World<'_> {
             self.restart(id);
         }
         Ok(())
+    }
+
+    /// Checks the readers' history against the writers' (`reads.rs`).
+    fn check_reads(&self) -> Result<(), String> {
+        let writes = self.writes.lock().clone();
+        let reads = self.reads.lock().clone();
+        reads::check(&writes, &reads).map(|_| ()).map_err(|e| {
+            let events: Vec<String> = self
+                .events
+                .iter()
+                .map(|(t, e)| format!("{t:?} {e}"))
+                .collect();
+            format!(
+                "reads are not linearizable: {e}\nevents:\n{}",
+                events.join("\n")
+            )
+        })
     }
 
     /// Lets the clients finish their last writes.
@@ -817,6 +888,15 @@ impl World<'_> {
             .map(|r| r.writes.shared_writes())
             .sum();
         counts.add(SHARED, self.shared_writes + running);
+        counts.add(READS, self.reads.lock().len() as u64);
+        let (mut served, mut declined) = self.lease_counts;
+        for running in self.registry.lock().values() {
+            let (s, d) = running.lease.counts();
+            served += s;
+            declined += d;
+        }
+        counts.add(LEASE_READS, served);
+        counts.add(HEARTBEAT_READS, declined);
         Report {
             seed: self.seed,
             writes: writes.len(),

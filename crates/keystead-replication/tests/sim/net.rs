@@ -1,14 +1,17 @@
-//! The simulation's node transport: openraft's RPCs and client writes as length-prefixed JSON
+//! The simulation's node transport: openraft's RPCs, client writes and client reads as
+//! length-prefixed JSON
 //! frames over turmoil's simulated TCP, one connection per call (a call cut off by a partition
 //! or a crash then simply times out, and no stream is left half-read). The production transport
 //! (`network.rs`, mTLS over real sockets) cannot run inside the simulation; this one carries the
 //! same openraft messages.
 
-use keystead_model::Command;
-use keystead_replication::peer::PeerAnswer;
+use keystead_model::{Command, ObjectKind, ObjectName};
+use keystead_replication::leader_lease::LeaderLease;
+use keystead_replication::peer::{self, PeerAnswer};
 use keystead_replication::types::{Raft, Response};
 use keystead_replication::write_batch::WriteBatcher;
 use keystead_replication::{NodeInfo, TypeConfig};
+use keystead_store::Store;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -32,6 +35,8 @@ pub const PORT: u16 = 7000;
 const MAX_FRAME: u32 = 16 << 20;
 /// How long a leader may take to commit a client's write before the client is told "unknown".
 const WRITE_WAIT: Duration = Duration::from_secs(2);
+/// How long a read may take (read index, then waiting for it to be applied).
+const READ_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Serialize, Deserialize)]
 pub enum Request {
@@ -39,6 +44,18 @@ pub enum Request {
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     Write(Command),
+    /// The latest version of a secret in the workload's vault, read linearizably.
+    Read(ObjectName),
+}
+
+/// A node's answer to a client's read.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ReadAnswer {
+    /// The secret's latest version id (none: no such secret yet), and how it was read.
+    Done(Option<String>, ReadTrace),
+    /// This node could not take a read index; the leader if known.
+    NotLeader(Option<u64>),
+    Failed(String),
 }
 
 /// A node's answer to a client's write (as the production `PeerAnswer` for forwarded writes).
@@ -118,29 +135,102 @@ pub struct NetStats {
     pub snapshots_installed: AtomicU64,
 }
 
+/// How a read was answered, for the failure message of a read found not linearizable.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadTrace {
+    pub node: u64,
+    pub term: u64,
+    pub index: Option<keystead_replication::types::LogId>,
+    /// Whether the leader lease answered a read index on this node meanwhile (it answered this
+    /// read's, unless a concurrent read's).
+    pub lease: bool,
+    pub applied: Option<keystead_replication::types::LogId>,
+    /// The last index applied in the state the read saw, and the secret's version count there.
+    pub store_applied: u64,
+    pub versions: u64,
+}
+
+/// What a node's listener serves with.
+#[derive(Clone)]
+pub struct Served {
+    pub raft: Raft,
+    pub writes: Arc<WriteBatcher>,
+    pub lease: Arc<LeaderLease>,
+    pub store: Arc<Store>,
+    pub stats: Arc<NetStats>,
+}
+
 /// Serves the node's listener: each connection carries one request and its answer.
-pub async fn serve(
-    listener: TcpListener,
-    raft: Raft,
-    writes: Arc<WriteBatcher>,
-    stats: Arc<NetStats>,
-) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, served: Served) -> io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
-        let (raft, writes, stats) = (raft.clone(), writes.clone(), stats.clone());
+        let served = served.clone();
         tokio::spawn(async move {
             // A failed exchange is the caller's timeout to notice.
-            let _ = answer(stream, raft, writes, stats).await;
+            let _ = answer(stream, served).await;
         });
     }
 }
 
-async fn answer(
-    mut stream: TcpStream,
-    raft: Raft,
-    writes: Arc<WriteBatcher>,
-    stats: Arc<NetStats>,
-) -> io::Result<()> {
+/// A linearizable read as production makes it on a leader (`peer::read_index_round`: the
+/// leader lease, else a heartbeat round), then the local state once the read index is applied.
+async fn read(served: &Served, name: &ObjectName) -> ReadAnswer {
+    let (lease_before, _) = served.lease.counts();
+    let index = match peer::read_index_round(&served.raft, &served.lease).await {
+        PeerAnswer::Done(index) => index,
+        PeerAnswer::NotLeader(_) => {
+            return ReadAnswer::NotLeader(served.raft.metrics().borrow().current_leader)
+        }
+        PeerAnswer::Failed(e) => return ReadAnswer::Failed(e),
+    };
+    if let Some(index) = index {
+        let applied = served
+            .raft
+            .wait(Some(READ_WAIT))
+            .applied_index_at_least(Some(index.index), "read")
+            .await;
+        if let Err(e) = applied {
+            return ReadAnswer::Failed(e.to_string());
+        }
+    }
+    let vault = crate::workload::vault();
+    let seen = served.store.read().and_then(|view| {
+        let record = view.object(&vault, ObjectKind::Secret, name)?;
+        Ok((record, view.last_applied()?))
+    });
+    let (record, store_applied) = match seen {
+        Ok((record, applied)) => (Ok(record), applied),
+        Err(e) => (Err(e), 0),
+    };
+    let trace = {
+        let metrics = served.raft.metrics();
+        let metrics = metrics.borrow();
+        ReadTrace {
+            node: metrics.id,
+            term: metrics.current_term,
+            index,
+            lease: served.lease.counts().0 > lease_before,
+            applied: metrics.last_applied,
+            store_applied,
+            versions: match &record {
+                Ok(Some(r)) => r.version_count,
+                _ => 0,
+            },
+        }
+    };
+    match record {
+        Ok(record) => ReadAnswer::Done(record.map(|r| r.latest_version().to_string()), trace),
+        Err(e) => ReadAnswer::Failed(e.to_string()),
+    }
+}
+
+async fn answer(mut stream: TcpStream, served: Served) -> io::Result<()> {
+    let Served {
+        raft,
+        writes,
+        stats,
+        ..
+    } = served.clone();
     let bytes = read_frame(&mut stream).await?;
     let request: Request = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     match request {
@@ -166,11 +256,21 @@ async fn answer(
             };
             write_frame(&mut stream, &answer).await
         }
+        Request::Read(name) => {
+            let answer = match tokio::time::timeout(READ_WAIT, read(&served, &name)).await {
+                Ok(answer) => answer,
+                Err(_) => ReadAnswer::Failed("no read index in time".into()),
+            };
+            write_frame(&mut stream, &answer).await
+        }
     }
 }
 
-/// openraft's network factory: a connection per target node, addressed by its host name.
-pub struct Network;
+/// openraft's network factory: a connection per target node, addressed by its host name,
+/// reporting followers' acknowledgements to this node's leader lease as production does.
+pub struct Network {
+    pub lease: Arc<LeaderLease>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
@@ -179,6 +279,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Connection {
             target,
             node: node.clone(),
+            lease: self.lease.clone(),
         }
     }
 }
@@ -186,6 +287,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Connection {
     target: u64,
     node: NodeInfo,
+    lease: Arc<LeaderLease>,
 }
 
 impl Connection {
@@ -214,7 +316,14 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
-        self.rpc(Request::Append(rpc), &option).await
+        // As `network.rs`: the send time is read before the request leaves.
+        let sent = tokio::time::Instant::now();
+        let vote = rpc.vote;
+        let response = self.rpc(Request::Append(rpc), &option).await?;
+        if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
+            self.lease.acknowledged(self.target, &vote, sent);
+        }
+        Ok(response)
     }
 
     async fn install_snapshot(

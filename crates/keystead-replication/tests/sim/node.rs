@@ -3,7 +3,8 @@
 //! transport. Each boot registers its Raft handle and a weak reference to its store, so the
 //! driver can watch metrics, read the state at the end, and prove a crashed boot's store is gone.
 
-use crate::net::{self, NetStats};
+use crate::net::{self, NetStats, Served};
+use keystead_replication::leader_lease::LeaderLease;
 use keystead_replication::types::Raft;
 use keystead_replication::write_batch::WriteBatcher;
 use keystead_replication::{LogStore, NodeInfo, StateMachine};
@@ -11,6 +12,7 @@ use keystead_store::sim_disk::SimDisk;
 use keystead_store::{RaftLogFile, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 /// The server nodes: ids 1..=NODES, host names `n1`, `n2`, ...
 pub const NODES: u64 = 3;
@@ -26,6 +28,7 @@ pub struct Running {
     pub store: Weak<Store>,
     pub log: Weak<RaftLogFile>,
     pub writes: Arc<WriteBatcher>,
+    pub lease: Arc<LeaderLease>,
 }
 
 /// The running boot of each node, shared by the hosts and the driver.
@@ -59,7 +62,7 @@ fn config() -> Arc<openraft::Config> {
         cluster_name: "keystead-sim".into(),
         heartbeat_interval: 50,
         election_timeout_min: 150,
-        election_timeout_max: 300,
+        election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
         install_snapshot_timeout: 500,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20),
         max_in_snapshot_log_to_keep: 5,
@@ -68,6 +71,9 @@ fn config() -> Arc<openraft::Config> {
     };
     Arc::new(config.validate().expect("a valid raft config"))
 }
+
+/// The followers' vote lease (`election_timeout_max` above), for the leader lease.
+const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(300);
 
 /// One boot of node `id`: opens the store on what its disk kept, starts Raft and serves.
 /// Node 1 initializes the cluster on its first boot.
@@ -81,10 +87,13 @@ pub async fn run(
     let [state_file, log_file] = disk.backends(["keystead.redb", "raft-log.redb"]);
     let store = Arc::new(Store::open_on(state_file)?);
     let log = Arc::new(RaftLogFile::open_on(log_file)?);
+    let lease = Arc::new(LeaderLease::new(id, ELECTION_TIMEOUT_MAX, true));
     let raft = Raft::new(
         id,
         config(),
-        net::Network,
+        net::Network {
+            lease: lease.clone(),
+        },
         LogStore::open(log.clone(), store.clone())?,
         StateMachine::new(store.clone(), log.clone()),
     )
@@ -98,11 +107,19 @@ pub async fn run(
             store: Arc::downgrade(&store),
             log: Arc::downgrade(&log),
             writes: writes.clone(),
+            lease: lease.clone(),
         },
     );
     if id == 1 && !raft.is_initialized().await? {
         raft.initialize(members()).await?;
     }
-    net::serve(listener, raft, writes, stats).await?;
+    let served = Served {
+        raft,
+        writes,
+        lease,
+        store,
+        stats,
+    };
+    net::serve(listener, served).await?;
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The clients' workload: a bounded number of secret writes, each a new version with a value no
 //! other write has, sent to a node over the simulated network and retried a bounded number of
-//! times (the same command each time: applying a version twice answers as the first time did).
-//! Every write's fate is recorded for the checks at the end.
+//! times (the same command each time: applying a version twice answers as the first time did);
+//! and readers asking for the latest version of those secrets until a deadline. Every write's
+//! fate and every answered read is recorded, with simulated invoke and completion times, for
+//! the checks at the end (`reads.rs` checks the reads).
 
-use crate::net::{call, CallError, Request, WriteAnswer};
+use crate::net::{call, CallError, ReadAnswer, ReadTrace, Request, WriteAnswer};
 use crate::node::{host, NODES};
 use keystead_model::{
     Attributes, Ciphertext, Command, ObjectKind, ObjectName, Payload, VaultName, VaultSettings,
@@ -47,6 +49,46 @@ pub struct Write {
     pub name: ObjectName,
     pub version: VersionRecord,
     pub outcome: Outcome,
+    /// Simulated time the first attempt was made, and the outcome known.
+    pub invoked: Duration,
+    pub completed: Option<Duration>,
+    /// The node that answered with the outcome.
+    pub answered_by: Option<u64>,
+}
+
+/// Names written: each writer's own secrets (so one secret's versions come from one client,
+/// one after the other).
+pub const SECRETS_PER_CLIENT: u64 = 8;
+
+pub fn secret_name(client: u64, slot: u64) -> ObjectName {
+    ObjectName::parse(&format!("c{client}-s{slot}")).expect("a valid name")
+}
+
+/// The sequence number of a write's version id (see `record`).
+pub fn version_seq(version: &str) -> Option<u64> {
+    version
+        .get(16..)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+}
+
+/// An answered read: what the latest version was, between `invoked` and `completed`.
+#[derive(Clone, Debug)]
+pub struct Read {
+    pub name: ObjectName,
+    pub invoked: Duration,
+    pub completed: Duration,
+    pub version: Option<String>,
+    pub trace: ReadTrace,
+}
+
+/// Every answered read, shared with the driver.
+#[derive(Clone, Default)]
+pub struct Reads(Arc<Mutex<Vec<Read>>>);
+
+impl Reads {
+    pub fn lock(&self) -> MutexGuard<'_, Vec<Read>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Every write any client started, shared with the driver.
@@ -66,9 +108,11 @@ impl Writes {
             .collect()
     }
 
-    fn set(&self, index: usize, outcome: Outcome) {
+    fn set(&self, index: usize, (outcome, answered_by): (Outcome, Option<u64>)) {
         if let Some(write) = self.lock().get_mut(index) {
             write.outcome = outcome;
+            write.completed = Some(turmoil::elapsed());
+            write.answered_by = answered_by;
         }
     }
 }
@@ -93,7 +137,7 @@ pub async fn run(
     // Until the vault exists (created by this client or another), there is nothing to write to.
     let mut vault_ready = false;
     for _ in 0..50 {
-        match propose(&create, &mut leader, &mut rng).await {
+        match propose(&create, &mut leader, &mut rng).await.0 {
             Outcome::Acked => vault_ready = true,
             Outcome::Refused(why) if why.contains("exists") => vault_ready = true,
             _ => {}
@@ -109,7 +153,7 @@ pub async fn run(
         if turmoil::elapsed() >= until {
             break;
         }
-        let name = ObjectName::parse(&format!("c{client}-s{}", seq % 8)).expect("a valid name");
+        let name = secret_name(client, seq % SECRETS_PER_CLIENT);
         let version = record(client, seq);
         let command = Command::PutVersion {
             vault: vault(),
@@ -123,6 +167,9 @@ pub async fn run(
                 name,
                 version,
                 outcome: Outcome::Pending,
+                invoked: turmoil::elapsed(),
+                completed: None,
+                answered_by: None,
             });
             all.len() - 1
         };
@@ -155,7 +202,11 @@ fn record(client: u64, seq: u64) -> VersionRecord {
 
 /// Sends `command` to the leader (as far as the client knows it) until a node answers with its
 /// outcome, for at most [`ATTEMPTS`] attempts.
-async fn propose(command: &Command, leader: &mut Option<u64>, rng: &mut SmallRng) -> Outcome {
+async fn propose(
+    command: &Command,
+    leader: &mut Option<u64>,
+    rng: &mut SmallRng,
+) -> (Outcome, Option<u64>) {
     let request = Request::Write(command.clone());
     let mut maybe_appended = false;
     for _ in 0..ATTEMPTS {
@@ -163,11 +214,12 @@ async fn propose(command: &Command, leader: &mut Option<u64>, rng: &mut SmallRng
         match call::<WriteAnswer>(&host(target), &request, ATTEMPT_TIMEOUT).await {
             Ok(WriteAnswer::Done(response)) => {
                 *leader = Some(target);
-                return match *response {
+                let outcome = match *response {
                     Response(Some(Ok(_))) => Outcome::Acked,
                     Response(Some(Err(refusal))) => Outcome::Refused(refusal.to_string()),
                     Response(None) => Outcome::Refused("applied as a blank entry".into()),
                 };
+                return (outcome, Some(target));
             }
             Ok(WriteAnswer::NotLeader(hint)) => {
                 maybe_appended = true;
@@ -181,9 +233,49 @@ async fn propose(command: &Command, leader: &mut Option<u64>, rng: &mut SmallRng
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if maybe_appended {
+    let outcome = if maybe_appended {
         Outcome::Unknown
     } else {
         Outcome::Rejected
+    };
+    (outcome, None)
+}
+
+/// One reader: until `until`, reads the latest version of a random secret of the `writers`
+/// clients, at the node it last found leading (else a random one), pausing a little between
+/// reads. Only answered reads are recorded: a refused or lost one says nothing.
+pub async fn read(
+    reader: u64,
+    seed: u64,
+    writers: u64,
+    reads: Reads,
+    until: Duration,
+) -> turmoil::Result {
+    let mut rng = SmallRng::seed_from_u64(seed ^ (reader << 40) ^ 0x7ead);
+    let mut leader = None;
+    while turmoil::elapsed() < until {
+        let name = secret_name(
+            rng.random_range(0..writers),
+            rng.random_range(0..SECRETS_PER_CLIENT),
+        );
+        let target = leader.take().unwrap_or_else(|| rng.random_range(1..=NODES));
+        let invoked = turmoil::elapsed();
+        let request = Request::Read(name.clone());
+        match call::<ReadAnswer>(&host(target), &request, ATTEMPT_TIMEOUT).await {
+            Ok(ReadAnswer::Done(version, trace)) => {
+                leader = Some(target);
+                reads.lock().push(Read {
+                    name,
+                    invoked,
+                    completed: turmoil::elapsed(),
+                    version,
+                    trace,
+                });
+            }
+            Ok(ReadAnswer::NotLeader(hint)) => leader = hint,
+            Ok(ReadAnswer::Failed(_)) | Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..60))).await;
     }
+    Ok(())
 }
