@@ -87,15 +87,41 @@ class Recorder:
             time.sleep(0.02)
 
 
+@pytest.fixture
+def cluster_without_lease(keystead_bin, tmp_path):
+    c = Cluster(keystead_bin, tmp_path / "cluster", proxies=True,
+                extra_cluster_config="lease_reads = false\n")
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop_all()
+
+
 def test_isolated_leader_commits_nothing_and_history_is_linearizable(cluster):
+    isolate_the_leader_and_check(cluster, lease=True)
+
+
+def test_with_lease_reads_off_every_read_takes_a_heartbeat_round_and_stays_linearizable(
+        cluster_without_lease):
+    """`[cluster] lease_reads = false`: the leader answers no read index from its lease, and
+    the same isolation as above keeps the history linearizable."""
+    isolate_the_leader_and_check(cluster_without_lease, lease=False)
+
+
+def isolate_the_leader_and_check(cluster, lease: bool) -> None:
     principal = cluster.setup_vault()
     rec = Recorder(cluster, principal)
     rec.start(cluster.nodes + cluster.nodes[:2])
     try:
         time.sleep(2)
         old = cluster.leader()
-        # The leader has been answering reads from its lease: the checks below cover it.
-        assert cluster.status(old)["read_index"]["lease"] > 0, cluster.status(old)
+        counts = cluster.status(old)["read_index"]
+        if lease:
+            # The leader has been answering reads from its lease: the checks below cover it.
+            assert counts["lease"] > 0, counts
+        else:
+            assert counts["lease"] == 0 and counts["heartbeat_round"] > 0, counts
         majority = [n for n in cluster.nodes if n is not old]
         cluster.isolate(old)
         cut_at = time.monotonic()
