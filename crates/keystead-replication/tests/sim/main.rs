@@ -182,6 +182,7 @@ const SNAPSHOTS: &str = "snapshots installed";
 const LOST: &str = "unsynced disk changes lost";
 const SHARED: &str = "writes sharing an entry";
 const READS: &str = "linearizable reads";
+const FOLLOWER_READS: &str = "of them on a follower";
 const LEASE_READS: &str = "read indexes from the leader lease";
 const HEARTBEAT_READS: &str = "declined (not leading, or no lease: a heartbeat round)";
 
@@ -204,6 +205,7 @@ impl Counts {
             LOST,
             SHARED,
             READS,
+            FOLLOWER_READS,
             LEASE_READS,
             HEARTBEAT_READS,
         ] {
@@ -888,7 +890,14 @@ impl World<'_> {
             .map(|r| r.writes.shared_writes())
             .sum();
         counts.add(SHARED, self.shared_writes + running);
-        counts.add(READS, self.reads.lock().len() as u64);
+        let reads = self.reads.lock();
+        counts.add(READS, reads.len() as u64);
+        let on_followers = reads
+            .iter()
+            .filter(|r| r.trace.via_leader.is_some())
+            .count();
+        counts.add(FOLLOWER_READS, on_followers as u64);
+        drop(reads);
         let (mut served, mut declined) = self.lease_counts;
         for running in self.registry.lock().values() {
             let (s, d) = running.lease.counts();

@@ -5,6 +5,7 @@
 //! (`network.rs`, mTLS over real sockets) cannot run inside the simulation; this one carries the
 //! same openraft messages.
 
+use crate::node::host;
 use keystead_model::{Command, ObjectKind, ObjectName};
 use keystead_replication::leader_lease::LeaderLease;
 use keystead_replication::peer::{self, PeerAnswer};
@@ -46,6 +47,8 @@ pub enum Request {
     Write(Command),
     /// The latest version of a secret in the workload's vault, read linearizably.
     Read(ObjectName),
+    /// A follower asking the leader for a read index (production: `/raft/read-index`).
+    ReadIndex,
 }
 
 /// A node's answer to a client's read.
@@ -141,6 +144,8 @@ pub struct ReadTrace {
     pub node: u64,
     pub term: u64,
     pub index: Option<keystead_replication::types::LogId>,
+    /// The leader asked for the read index, when this node followed.
+    pub via_leader: Option<u64>,
     /// Whether the leader lease answered a read index on this node meanwhile (it answered this
     /// read's, unless a concurrent read's).
     pub lease: bool,
@@ -172,11 +177,27 @@ pub async fn serve(listener: TcpListener, served: Served) -> io::Result<()> {
     }
 }
 
-/// A linearizable read as production makes it on a leader (`peer::read_index_round`: the
-/// leader lease, else a heartbeat round), then the local state once the read index is applied.
+/// A linearizable read as production makes it: the read index from a round on the leader
+/// (`peer::read_index_round`: the leader lease, else a heartbeat round), asked for over the
+/// network when this node follows (as `RaftLog::read_barrier` does), then the local state once
+/// this node has applied the read index.
 async fn read(served: &Served, name: &ObjectName) -> ReadAnswer {
     let (lease_before, _) = served.lease.counts();
-    let index = match peer::read_index_round(&served.raft, &served.lease).await {
+    let leader = {
+        let metrics = served.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics
+            .current_leader
+            .filter(|leader| *leader != metrics.id)
+    };
+    let answer = match leader {
+        None => peer::read_index_round(&served.raft, &served.lease).await,
+        Some(leader) => match call(&host(leader), &Request::ReadIndex, READ_WAIT).await {
+            Ok(answer) => answer,
+            Err(e) => PeerAnswer::Failed(format!("{e:?}")),
+        },
+    };
+    let index = match answer {
         PeerAnswer::Done(index) => index,
         PeerAnswer::NotLeader(_) => {
             return ReadAnswer::NotLeader(served.raft.metrics().borrow().current_leader)
@@ -209,6 +230,7 @@ async fn read(served: &Served, name: &ObjectName) -> ReadAnswer {
             node: metrics.id,
             term: metrics.current_term,
             index,
+            via_leader: leader,
             lease: served.lease.counts().0 > lease_before,
             applied: metrics.last_applied,
             store_applied,
@@ -254,6 +276,10 @@ async fn answer(mut stream: TcpStream, served: Served) -> io::Result<()> {
                 Ok(PeerAnswer::Failed(e)) => WriteAnswer::Failed(e),
                 Err(_) => WriteAnswer::Failed("not committed in time".into()),
             };
+            write_frame(&mut stream, &answer).await
+        }
+        Request::ReadIndex => {
+            let answer = peer::read_index_round(&raft, &served.lease).await;
             write_frame(&mut stream, &answer).await
         }
         Request::Read(name) => {

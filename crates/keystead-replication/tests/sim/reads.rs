@@ -150,6 +150,7 @@ mod tests {
                 node: 1,
                 term: 1,
                 index: None,
+                via_leader: None,
                 lease: true,
                 applied: None,
                 store_applied: 0,

@@ -242,8 +242,8 @@ async fn propose(
 }
 
 /// One reader: until `until`, reads the latest version of a random secret of the `writers`
-/// clients, at the node it last found leading (else a random one), pausing a little between
-/// reads. Only answered reads are recorded: a refused or lost one says nothing.
+/// clients, at the node that answered it last (else a random one; followers answer too, with
+/// a read index from the leader), pausing a little between reads. Only answered reads are recorded: a refused or lost one says nothing.
 pub async fn read(
     reader: u64,
     seed: u64,
