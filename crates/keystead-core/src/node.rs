@@ -6,7 +6,7 @@ use crate::key_cache::{self, KeyCache};
 use crate::verified_tokens::{self, VerifiedTokens};
 use crate::{CommandLog, CoreError, LocalLog};
 use keystead_crypto::{password, random, token::TokenSigner, token::TokenVerifier, Kek, SealedBox};
-use keystead_model::{Ciphertext, Command, Deployment};
+use keystead_model::{ApplyError, Ciphertext, Command, Deployment};
 use keystead_store::{ReadView, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,11 +86,33 @@ impl Node {
         let deployment = match store.read()?.deployment()? {
             Some(deployment) => deployment,
             None => {
-                let (deployment, token) = new_deployment(&kek, clock.now())?;
-                log.propose(Command::InitDeployment(deployment.clone()))
-                    .await?;
-                admin_token = Some(token);
-                deployment
+                // A replicated node's store may only lag its log: a cluster restarted after a
+                // crash re-applies entries its state file had not made durable. Read through
+                // the log first, so that an existing deployment is found, never replaced.
+                log.read_barrier().await?;
+                match store.read()?.deployment()? {
+                    Some(deployment) => deployment,
+                    None => {
+                        let (deployment, token) = new_deployment(&kek, clock.now())?;
+                        match log
+                            .propose(Command::InitDeployment(deployment.clone()))
+                            .await
+                        {
+                            Ok(_) => {
+                                admin_token = Some(token);
+                                deployment
+                            }
+                            // An earlier start's proposal was committed after all: use it.
+                            Err(CoreError::Refused(ApplyError::AlreadyInitialized)) => {
+                                log.read_barrier().await?;
+                                store.read()?.deployment()?.ok_or_else(|| {
+                                    CoreError::Internal("the deployment vanished".into())
+                                })?
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
             }
         };
         let sealed = open_sealed_box(&deployment.token_signing_key)?;

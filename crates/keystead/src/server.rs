@@ -252,6 +252,7 @@ async fn open_replicated(
         },
     };
     let mut wait_for_deployment = !member.bootstraps;
+    let member_is_clustered = member.cluster.is_some();
     let (log, region): (Arc<dyn CommandLog>, Option<Arc<dyn RegionControl>>) = match &config.region
     {
         None => (member.log, None),
@@ -304,7 +305,9 @@ async fn open_replicated(
         .await
         {
             Ok(opened) => break opened,
-            Err(e) if attempt < 60 && region.is_some() => {
+            // A cluster member restarted before its peers has no leader to read or write
+            // through yet; a region's new primary may wait for its lease. Wait for them.
+            Err(e) if attempt < 60 && (region.is_some() || member_is_clustered) => {
                 attempt += 1;
                 tracing::info!(error = %e, "opening the node; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
