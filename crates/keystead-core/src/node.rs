@@ -83,35 +83,25 @@ impl Node {
         clock: Arc<dyn Clock>,
     ) -> Result<(Node, Bootstrap), CoreError> {
         let mut admin_token = None;
-        let deployment = match store.read()?.deployment()? {
+        let deployment = match committed_deployment(&store, log.as_ref()).await? {
             Some(deployment) => deployment,
             None => {
-                // A replicated node's store may only lag its log: a cluster restarted after a
-                // crash re-applies entries its state file had not made durable. Read through
-                // the log first, so that an existing deployment is found, never replaced.
-                log.read_barrier().await?;
-                match store.read()?.deployment()? {
-                    Some(deployment) => deployment,
-                    None => {
-                        let (deployment, token) = new_deployment(&kek, clock.now())?;
-                        match log
-                            .propose(Command::InitDeployment(deployment.clone()))
-                            .await
-                        {
-                            Ok(_) => {
-                                admin_token = Some(token);
-                                deployment
-                            }
-                            // An earlier start's proposal was committed after all: use it.
-                            Err(CoreError::Refused(ApplyError::AlreadyInitialized)) => {
-                                log.read_barrier().await?;
-                                store.read()?.deployment()?.ok_or_else(|| {
-                                    CoreError::Internal("the deployment vanished".into())
-                                })?
-                            }
-                            Err(e) => return Err(e),
-                        }
+                let (deployment, token) = new_deployment(&kek, clock.now())?;
+                match log
+                    .propose(Command::InitDeployment(deployment.clone()))
+                    .await
+                {
+                    Ok(_) => {
+                        admin_token = Some(token);
+                        deployment
                     }
+                    // An earlier start's proposal was committed after all: use it.
+                    Err(CoreError::Refused(ApplyError::AlreadyInitialized)) => {
+                        committed_deployment(&store, log.as_ref())
+                            .await?
+                            .ok_or_else(|| CoreError::Internal("the deployment vanished".into()))?
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         };
@@ -193,6 +183,21 @@ impl Node {
 fn open_sealed_box(ciphertext: &Ciphertext) -> Result<SealedBox, CoreError> {
     postcard::from_bytes(&ciphertext.0)
         .map_err(|e| CoreError::Internal(format!("decoding a sealed box: {e}")))
+}
+
+/// The deployment, if one is committed. A replicated node's store may only lag its log (a
+/// cluster restarted after a crash re-applies entries its state file had not made durable), so
+/// when the store has none this reads through the log first: an existing deployment is then
+/// found, never replaced by a new one.
+async fn committed_deployment(
+    store: &Store,
+    log: &dyn CommandLog,
+) -> Result<Option<Deployment>, CoreError> {
+    if let Some(deployment) = store.read()?.deployment()? {
+        return Ok(Some(deployment));
+    }
+    log.read_barrier().await?;
+    Ok(store.read()?.deployment()?)
 }
 
 fn new_deployment(kek: &Kek, now: i64) -> Result<(Deployment, Zeroizing<String>), CoreError> {

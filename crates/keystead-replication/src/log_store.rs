@@ -125,6 +125,13 @@ impl LogStore {
     fn decode(bytes: &[u8]) -> Result<Entry, StorageError> {
         serde_json::from_slice(bytes).map_err(|e| io_error(StorageIOError::read_logs, e))
     }
+
+    /// Decodes `(index, entry)` rows, as the log file and its in-memory tail give them.
+    fn decode_rows(rows: &[(u64, Vec<u8>)]) -> Result<Vec<Entry>, StorageError> {
+        rows.iter()
+            .map(|(_, bytes)| LogStore::decode(bytes))
+            .collect()
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -137,17 +144,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         // What the leader has just appended is still in memory: decode it here rather than
         // paying a blocking-thread hop between its fsync and the append-entries message.
         if let Some(rows) = self.log.recent_range(start, end, DECODE_INLINE_BYTES) {
-            return rows
-                .iter()
-                .map(|(_, bytes)| LogStore::decode(bytes))
-                .collect();
+            return LogStore::decode_rows(&rows);
         }
         self.blocking(move |log, _| {
-            log.range(start, end)
-                .map_err(|e| io_error(StorageIOError::read_logs, e))?
-                .iter()
-                .map(|(_, bytes)| LogStore::decode(bytes))
-                .collect()
+            let rows = log
+                .range(start, end)
+                .map_err(|e| io_error(StorageIOError::read_logs, e))?;
+            LogStore::decode_rows(&rows)
         })
         .await
     }

@@ -242,7 +242,6 @@ pub(crate) fn version_key(
     format!("{}/{}", object_key(vault, kind, name), version)
 }
 
-/// The smallest string greater than every string starting with `prefix` ('/' + 1 = '0').
 /// The `version_order` key of the version at `position` (fixed width: string order is
 /// creation order) of the object whose key is `object_key`.
 pub(crate) fn version_order_key(object_key: &str, position: u64) -> String {
@@ -254,6 +253,7 @@ pub(crate) fn object_rows_prefix(object_key: &str) -> String {
     format!("{object_key}/")
 }
 
+/// The smallest string greater than every string starting with `prefix` ('/' + 1 = '0').
 pub(crate) fn prefix_end(prefix: &str) -> String {
     let mut end = prefix.to_string();
     end.pop();

@@ -385,9 +385,9 @@ impl World<'_> {
                 && self.leaders.insert((metrics.current_term, *id))
             {
                 self.new_leader = true;
-                let at = self.sim.elapsed();
+                // (Not `self.event`: the registry is borrowed.)
                 self.events.push((
-                    at,
+                    self.sim.elapsed(),
                     format!(
                         "node {id} leads term {} (last log {:?}, applied {:?})",
                         metrics.current_term, metrics.last_log_index, metrics.last_applied
@@ -568,16 +568,13 @@ impl World<'_> {
     }
 
     fn cut_link(&mut self, a: String, b: String) {
-        let at = self.sim.elapsed();
-        self.events.push((at, format!("link cut: {a} - {b}")));
+        self.event(format!("link cut: {a} - {b}"));
         self.sim.partition(a.as_str(), b.as_str());
         self.cut.push((a, b));
     }
 
     fn heal_links(&mut self) {
-        let at = self.sim.elapsed();
-        self.events
-            .push((at, format!("links healed: {:?}", self.cut)));
+        self.event(format!("links healed: {:?}", self.cut));
         for (a, b) in std::mem::take(&mut self.cut) {
             self.sim.repair(a.as_str(), b.as_str());
         }
@@ -588,9 +585,7 @@ impl World<'_> {
     /// and with it every task and the store. The store must really be gone before the node
     /// boots again on what the disk kept.
     fn crash(&mut self, id: u64, how: Crash) -> Result<(), String> {
-        let at = self.sim.elapsed();
-        self.events
-            .push((at, format!("node {id} crashes: {how:?}")));
+        self.event(format!("node {id} crashes: {how:?}"));
         let running = self.registry.lock().remove(&id);
         let disk = &self.disks[&id];
         match how {
@@ -622,8 +617,7 @@ impl World<'_> {
     }
 
     fn restart(&mut self, id: u64) {
-        let at = self.sim.elapsed();
-        self.events.push((at, format!("node {id} restarts")));
+        self.event(format!("node {id} restarts"));
         self.down.remove(&id);
         self.sim.bounce(host(id));
     }
@@ -644,6 +638,12 @@ impl World<'_> {
             self.restart(id);
         }
         Ok(())
+    }
+
+    /// Records what happened now, for the failure message of a read check.
+    fn event(&mut self, what: String) {
+        let at = self.sim.elapsed();
+        self.events.push((at, what));
     }
 
     /// Checks the readers' history against the writers' (`reads.rs`).
