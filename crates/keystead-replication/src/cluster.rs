@@ -4,7 +4,6 @@
 use crate::leader_lease::LeaderLease;
 use crate::network::{Network, PeerClient, PeerTls};
 use crate::raft_log::RaftLog;
-use crate::read_batch::ReadBatcher;
 use crate::types::{NodeInfo, Raft};
 use crate::write_batch::WriteBatcher;
 use crate::{peer, LogStore, StateMachine};
@@ -83,13 +82,18 @@ impl ClusterNode {
         .map_err(|e| format!("starting raft: {e}"))?;
 
         let server_tls = peer::server_tls(&tls)?;
-        let leader_reads = Arc::new(ReadBatcher::default());
         let writes = WriteBatcher::start(raft.clone());
+        let log = Arc::new(RaftLog::new(
+            raft.clone(),
+            Arc::new(peers),
+            lease.clone(),
+            writes.clone(),
+        ));
         let app = peer::router(peer::PeerState {
             raft: raft.clone(),
-            leader_reads: leader_reads.clone(),
+            leader_reads: log.leader_reads(),
             lease: lease.clone(),
-            writes: writes.clone(),
+            writes,
         });
         let listener = axum_server::bind_rustls(
             settings.listen,
@@ -109,13 +113,6 @@ impl ClusterNode {
                 .map_err(|e| format!("initializing the cluster: {e}"))?;
             tracing::info!(node_id = settings.node_id, "initialized a new cluster");
         }
-        let log = Arc::new(RaftLog::new(
-            raft.clone(),
-            peers,
-            leader_reads,
-            lease.clone(),
-            writes,
-        ));
         Ok(Arc::new(ClusterNode {
             raft,
             log,

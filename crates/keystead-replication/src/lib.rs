@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod leader_calls;
 pub mod leader_lease;
 pub mod log_store;
 pub mod network;

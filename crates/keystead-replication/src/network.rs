@@ -2,8 +2,10 @@
 //! snapshot) as JSON over HTTPS with mutual TLS — every node presents a certificate from the
 //! cluster's CA and accepts only peers that do.
 
+use crate::leader_calls::{CallFuture, LeaderCalls};
 use crate::leader_lease::LeaderLease;
-use crate::types::{NodeInfo, TypeConfig};
+use crate::types::{LogId, NodeInfo, Response, TypeConfig};
+use keystead_model::Command;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -89,6 +91,31 @@ impl PeerClient {
             .json()
             .await
             .map_err(|e| PeerFailure::Network(TransportError(e.to_string())))
+    }
+}
+
+/// How long a forwarded write or read-index request may take.
+const LEADER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl LeaderCalls for PeerClient {
+    fn propose(&self, leader: NodeInfo, command: Command) -> CallFuture<Response> {
+        let client = self.clone();
+        Box::pin(async move {
+            client
+                .post(&leader.addr, "/raft/propose", &command, LEADER_CALL_TIMEOUT)
+                .await
+                .map_err(|e| format!("leader unreachable: {e:?}"))
+        })
+    }
+
+    fn read_index(&self, leader: NodeInfo) -> CallFuture<Option<LogId>> {
+        let client = self.clone();
+        Box::pin(async move {
+            client
+                .post(&leader.addr, "/raft/read-index", &(), LEADER_CALL_TIMEOUT)
+                .await
+                .map_err(|e| format!("leader unreachable: {e:?}"))
+        })
     }
 }
 

@@ -102,9 +102,11 @@ pub(crate) async fn read_index_local(raft: &Raft) -> PeerAnswer<Option<LogId>> {
 }
 
 /// One read-index round on this node, unshared: from the leader lease when it holds
-/// (`leader_lease.rs`), else from a heartbeat round to a quorum. (Public for the simulation,
-/// which checks reads answered this way for linearizability.)
-pub async fn read_index_round(raft: &Raft, lease: &LeaderLease) -> PeerAnswer<Option<LogId>> {
+/// (`leader_lease.rs`), else from a heartbeat round to a quorum.
+pub(crate) async fn read_index_round(
+    raft: &Raft,
+    lease: &LeaderLease,
+) -> PeerAnswer<Option<LogId>> {
     if let Some(index) = lease.read_index(raft).await {
         return PeerAnswer::Done(Some(index));
     }

@@ -3,8 +3,8 @@
 //! applying it; a read barrier asks the leader for its read index and waits until this node
 //! has applied that far.
 
+use crate::leader_calls::{CallFuture, LeaderCalls};
 use crate::leader_lease::LeaderLease;
-use crate::network::PeerClient;
 use crate::peer::{read_index_shared, PeerAnswer};
 use crate::read_batch::ReadBatcher;
 use crate::types::{LogId, NodeInfo, Raft, Response};
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 /// How long a write or read waits for a leader before answering 503.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
-const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct RaftLog {
     raft: Raft,
-    peers: PeerClient,
+    /// How this node reaches the leader when it follows.
+    calls: Arc<dyn LeaderCalls>,
     /// This node's readers share read-index rounds (through the leader when following).
     reads: ReadBatcher,
     /// On the leader, the rounds themselves are shared with followers' read-index requests.
@@ -33,21 +33,55 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    pub(crate) fn new(
+    pub fn new(
         raft: Raft,
-        peers: PeerClient,
-        leader_reads: Arc<ReadBatcher>,
+        calls: Arc<dyn LeaderCalls>,
         lease: Arc<LeaderLease>,
         writes: Arc<WriteBatcher>,
     ) -> RaftLog {
         RaftLog {
             raft,
-            peers,
+            calls,
             reads: Default::default(),
-            leader_reads,
+            leader_reads: Default::default(),
             lease,
             writes,
         }
+    }
+
+    /// The leader's shared read-index rounds, which the cluster listener's read-index requests
+    /// join.
+    pub(crate) fn leader_reads(&self) -> Arc<ReadBatcher> {
+        self.leader_reads.clone()
+    }
+
+    /// Answers a follower's read-index request, in a round shared with this node's own readers
+    /// and every other follower's (`peer::read_index_shared`).
+    pub async fn serve_read_index(&self) -> PeerAnswer<Option<LogId>> {
+        read_index_shared(&self.raft, &self.leader_reads, &self.lease).await
+    }
+
+    /// What a linearizable read waits for: a read index taken after the call (from a round
+    /// shared with this node's other readers, asked of the leader when this node follows), then
+    /// this node having applied that far. Answers the read index.
+    pub async fn read_index_applied(&self) -> Result<Option<LogId>, CoreError> {
+        let read_index: Option<LogId> = self
+            .reads
+            .read_index(|| {
+                self.via_leader(
+                    || read_index_shared(&self.raft, &self.leader_reads, &self.lease),
+                    |leader| self.calls.read_index(leader),
+                )
+            })
+            .await?;
+        if let Some(log_id) = read_index {
+            self.raft
+                .wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(log_id.index), "read barrier")
+                .await
+                .map_err(|e| CoreError::Unavailable(format!("catching up: {e}")))?;
+        }
+        Ok(read_index)
     }
 
     fn current_leader(&self) -> Option<NodeInfo> {
@@ -60,18 +94,16 @@ impl RaftLog {
             .cloned()
     }
 
-    /// Runs `local` if this node leads, else asks the leader at `path`; retries while no leader
-    /// is known, for at most [`LEADER_WAIT`].
-    async fn via_leader<T, F, Fut>(
+    /// Runs `local` if this node leads, else asks the leader with `remote`; retries while no
+    /// leader is known, for at most [`LEADER_WAIT`].
+    async fn via_leader<T, Local, LocalFut>(
         &self,
-        path: &str,
-        body: &impl serde::Serialize,
-        local: F,
+        local: Local,
+        remote: impl Fn(NodeInfo) -> CallFuture<T>,
     ) -> Result<T, CoreError>
     where
-        T: serde::de::DeserializeOwned,
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = PeerAnswer<T>>,
+        Local: Fn() -> LocalFut,
+        LocalFut: std::future::Future<Output = PeerAnswer<T>>,
     {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut last_error = String::from("no leader");
@@ -87,15 +119,11 @@ impl RaftLog {
                 Err(_) => return Err(CoreError::Unavailable("no quorum reachable".into())),
             }
             if let Some(leader) = hint.or_else(|| self.current_leader()) {
-                match self
-                    .peers
-                    .post::<_, PeerAnswer<T>>(&leader.addr, path, body, PEER_TIMEOUT)
-                    .await
-                {
+                match remote(leader).await {
                     Ok(PeerAnswer::Done(value)) => return Ok(value),
                     Ok(PeerAnswer::NotLeader(_)) => last_error = "leader changed".into(),
                     Ok(PeerAnswer::Failed(e)) => last_error = e,
-                    Err(e) => last_error = format!("leader unreachable: {e:?}"),
+                    Err(e) => last_error = e,
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -110,9 +138,10 @@ impl CommandLog for RaftLog {
     fn propose(&self, command: Command) -> ProposeFuture<'_> {
         Box::pin(async move {
             let response: Response = self
-                .via_leader("/raft/propose", &command, || {
-                    self.writes.propose(command.clone())
-                })
+                .via_leader(
+                    || self.writes.propose(command.clone()),
+                    |leader| self.calls.propose(leader, command.clone()),
+                )
                 .await?;
             match response.0 {
                 Some(Ok(applied)) => Ok(applied),
@@ -129,23 +158,6 @@ impl CommandLog for RaftLog {
     }
 
     fn read_barrier(&self) -> BarrierFuture<'_> {
-        Box::pin(async move {
-            let read_index: Option<LogId> = self
-                .reads
-                .read_index(|| {
-                    self.via_leader("/raft/read-index", &(), || {
-                        read_index_shared(&self.raft, &self.leader_reads, &self.lease)
-                    })
-                })
-                .await?;
-            if let Some(log_id) = read_index {
-                self.raft
-                    .wait(Some(LEADER_WAIT))
-                    .applied_index_at_least(Some(log_id.index), "read barrier")
-                    .await
-                    .map_err(|e| CoreError::Unavailable(format!("catching up: {e}")))?;
-            }
-            Ok(())
-        })
+        Box::pin(async move { self.read_index_applied().await.map(|_| ()) })
     }
 }

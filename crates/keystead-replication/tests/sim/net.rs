@@ -5,10 +5,11 @@
 //! (`network.rs`, mTLS over real sockets) cannot run inside the simulation; this one carries the
 //! same openraft messages.
 
-use crate::node::host;
 use keystead_model::{Command, ObjectKind, ObjectName};
+use keystead_replication::leader_calls::{CallFuture, LeaderCalls};
 use keystead_replication::leader_lease::LeaderLease;
-use keystead_replication::peer::{self, PeerAnswer};
+use keystead_replication::peer::PeerAnswer;
+use keystead_replication::raft_log::RaftLog;
 use keystead_replication::types::{Raft, Response};
 use keystead_replication::write_batch::WriteBatcher;
 use keystead_replication::{NodeInfo, TypeConfig};
@@ -88,6 +89,35 @@ impl CallError {
     }
 }
 
+/// `RaftLog`'s calls to the leader over the simulation's transport.
+pub struct SimLeaderCalls;
+
+impl LeaderCalls for SimLeaderCalls {
+    fn propose(&self, leader: NodeInfo, command: Command) -> CallFuture<Response> {
+        Box::pin(async move {
+            let answer = call(&leader.addr, &Request::Write(command), WRITE_WAIT)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(match answer {
+                WriteAnswer::Done(response) => PeerAnswer::Done(*response),
+                WriteAnswer::NotLeader(_) => PeerAnswer::NotLeader(None),
+                WriteAnswer::Failed(e) => PeerAnswer::Failed(e),
+            })
+        })
+    }
+
+    fn read_index(
+        &self,
+        leader: NodeInfo,
+    ) -> CallFuture<Option<keystead_replication::types::LogId>> {
+        Box::pin(async move {
+            call(&leader.addr, &Request::ReadIndex, READ_WAIT)
+                .await
+                .map_err(|e| format!("{e:?}"))
+        })
+    }
+}
+
 /// Sends `request` to `host` and decodes its answer, within `ttl`.
 pub async fn call<T: DeserializeOwned>(
     host: &str,
@@ -163,6 +193,8 @@ pub struct Served {
     pub lease: Arc<LeaderLease>,
     pub store: Arc<Store>,
     pub stats: Arc<NetStats>,
+    /// The production `CommandLog` over Raft, for reads.
+    pub log: Arc<RaftLog>,
 }
 
 /// Serves the node's listener: each connection carries one request and its answer.
@@ -177,10 +209,10 @@ pub async fn serve(listener: TcpListener, served: Served) -> io::Result<()> {
     }
 }
 
-/// A linearizable read as production makes it: the read index from a round on the leader
-/// (`peer::read_index_round`: the leader lease, else a heartbeat round), asked for over the
-/// network when this node follows (as `RaftLog::read_barrier` does), then the local state once
-/// this node has applied the read index.
+/// A linearizable read as production makes it, through `RaftLog` itself: a read index from a
+/// round shared with this node's other readers (asked of the leader over the network when this
+/// node follows, where it joins the leader's own shared round), then the local state once this
+/// node has applied that far.
 async fn read(served: &Served, name: &ObjectName) -> ReadAnswer {
     let (lease_before, _) = served.lease.counts();
     let leader = {
@@ -190,30 +222,10 @@ async fn read(served: &Served, name: &ObjectName) -> ReadAnswer {
             .current_leader
             .filter(|leader| *leader != metrics.id)
     };
-    let answer = match leader {
-        None => peer::read_index_round(&served.raft, &served.lease).await,
-        Some(leader) => match call(&host(leader), &Request::ReadIndex, READ_WAIT).await {
-            Ok(answer) => answer,
-            Err(e) => PeerAnswer::Failed(format!("{e:?}")),
-        },
+    let index = match served.log.read_index_applied().await {
+        Ok(index) => index,
+        Err(e) => return ReadAnswer::Failed(e.to_string()),
     };
-    let index = match answer {
-        PeerAnswer::Done(index) => index,
-        PeerAnswer::NotLeader(_) => {
-            return ReadAnswer::NotLeader(served.raft.metrics().borrow().current_leader)
-        }
-        PeerAnswer::Failed(e) => return ReadAnswer::Failed(e),
-    };
-    if let Some(index) = index {
-        let applied = served
-            .raft
-            .wait(Some(READ_WAIT))
-            .applied_index_at_least(Some(index.index), "read")
-            .await;
-        if let Err(e) = applied {
-            return ReadAnswer::Failed(e.to_string());
-        }
-    }
     let vault = crate::workload::vault();
     let seen = served.store.read().and_then(|view| {
         let record = view.object(&vault, ObjectKind::Secret, name)?;
@@ -279,7 +291,7 @@ async fn answer(mut stream: TcpStream, served: Served) -> io::Result<()> {
             write_frame(&mut stream, &answer).await
         }
         Request::ReadIndex => {
-            let answer = peer::read_index_round(&raft, &served.lease).await;
+            let answer = served.log.serve_read_index().await;
             write_frame(&mut stream, &answer).await
         }
         Request::Read(name) => {

@@ -5,6 +5,7 @@
 
 use crate::net::{self, NetStats, Served};
 use keystead_replication::leader_lease::LeaderLease;
+use keystead_replication::raft_log::RaftLog;
 use keystead_replication::types::Raft;
 use keystead_replication::write_batch::WriteBatcher;
 use keystead_replication::{LogStore, NodeInfo, StateMachine};
@@ -113,12 +114,19 @@ pub async fn run(
     if id == 1 && !raft.is_initialized().await? {
         raft.initialize(members()).await?;
     }
+    let log = Arc::new(RaftLog::new(
+        raft.clone(),
+        Arc::new(net::SimLeaderCalls),
+        lease.clone(),
+        writes.clone(),
+    ));
     let served = Served {
         raft,
         writes,
         lease,
         store,
         stats,
+        log,
     };
     net::serve(listener, served).await?;
     Ok(())
