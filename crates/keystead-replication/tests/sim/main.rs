@@ -145,6 +145,7 @@ fn run_seed(seed: u64) -> Result<Report, String> {
         || c.get(ACKED) < 20
         || c.get(READS) < 20
         || c.get(LEASE_READS) == 0
+        || c.get(FORWARDED) == 0
     {
         return Err(format!("too little happened: {report}"));
     }
@@ -179,6 +180,7 @@ const AFTER_ELECTION: &str = "crashes right after an election";
 const FULL: &str = "whole-cluster power losses";
 const TERMS: &str = "leaders (term, node)";
 const SNAPSHOTS: &str = "snapshots installed";
+const FORWARDED: &str = "writes forwarded by a follower and applied";
 const LOST: &str = "unsynced disk changes lost";
 const SHARED: &str = "writes sharing an entry";
 const READS: &str = "linearizable reads";
@@ -202,6 +204,7 @@ impl Counts {
             FULL,
             TERMS,
             SNAPSHOTS,
+            FORWARDED,
             LOST,
             SHARED,
             READS,
@@ -884,6 +887,10 @@ impl World<'_> {
         counts.add(TERMS, self.leaders.len() as u64);
         let installed = self.stats.snapshots_installed.load(Ordering::Relaxed);
         counts.add(SNAPSHOTS, installed);
+        counts.add(
+            FORWARDED,
+            self.stats.forwarded_writes.load(Ordering::Relaxed),
+        );
         let lost = self.disks.values().map(|d| d.stats().lost_changes).sum();
         counts.add(LOST, lost);
         let running: u64 = (self.registry.lock().values())

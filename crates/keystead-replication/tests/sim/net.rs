@@ -5,6 +5,7 @@
 //! (`network.rs`, mTLS over real sockets) cannot run inside the simulation; this one carries the
 //! same openraft messages.
 
+use keystead_core::{CommandLog, CoreError};
 use keystead_model::{Command, ObjectKind, ObjectName};
 use keystead_replication::leader_calls::{CallFuture, LeaderCalls};
 use keystead_replication::leader_lease::LeaderLease;
@@ -37,6 +38,8 @@ pub const PORT: u16 = 7000;
 const MAX_FRAME: u32 = 16 << 20;
 /// How long a leader may take to commit a client's write before the client is told "unknown".
 const WRITE_WAIT: Duration = Duration::from_secs(2);
+/// How long a node may take to answer a write it forwards (less than the client's wait).
+const FORWARD_WAIT: Duration = Duration::from_millis(2500);
 /// How long a read may take (read index, then waiting for it to be applied).
 const READ_WAIT: Duration = Duration::from_secs(2);
 
@@ -46,6 +49,10 @@ pub enum Request {
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     Write(Command),
+    /// A write sent to any node, which hands it to production's `RaftLog::propose`: appended
+    /// here when this node leads, else forwarded to the leader (over the sim network, by
+    /// `SimLeaderCalls`), with `RaftLog`'s retries while no leader is known.
+    Forward(Command),
     /// The latest version of a secret in the workload's vault, read linearizably.
     Read(ObjectName),
     /// A follower asking the leader for a read index (production: `/raft/read-index`).
@@ -166,6 +173,8 @@ async fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
 pub struct NetStats {
     /// Snapshot chunks that completed an install on the receiving node.
     pub snapshots_installed: AtomicU64,
+    /// Writes a follower forwarded to the leader and answered as applied.
+    pub forwarded_writes: AtomicU64,
 }
 
 /// How a read was answered, for the failure message of a read found not linearizable.
@@ -287,6 +296,28 @@ async fn answer(mut stream: TcpStream, served: Served) -> io::Result<()> {
                 }
                 Ok(PeerAnswer::Failed(e)) => WriteAnswer::Failed(e),
                 Err(_) => WriteAnswer::Failed("not committed in time".into()),
+            };
+            write_frame(&mut stream, &answer).await
+        }
+        Request::Forward(command) => {
+            let follows = {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow();
+                metrics.current_leader != Some(metrics.id)
+            };
+            let answer = match tokio::time::timeout(FORWARD_WAIT, served.log.propose(command)).await
+            {
+                Ok(Ok(applied)) => {
+                    if follows {
+                        stats.forwarded_writes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    WriteAnswer::Done(Box::new(Response(Some(Ok(applied)))))
+                }
+                Ok(Err(CoreError::Refused(refusal))) => {
+                    WriteAnswer::Done(Box::new(Response(Some(Err(refusal)))))
+                }
+                Ok(Err(e)) => WriteAnswer::Failed(e.to_string()),
+                Err(_) => WriteAnswer::Failed("not answered in time".into()),
             };
             write_frame(&mut stream, &answer).await
         }

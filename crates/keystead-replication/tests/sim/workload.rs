@@ -137,7 +137,7 @@ pub async fn run(
     // Until the vault exists (created by this client or another), there is nothing to write to.
     let mut vault_ready = false;
     for _ in 0..50 {
-        match propose(&create, &mut leader, &mut rng).await.0 {
+        match propose(client, &create, &mut leader, &mut rng).await.0 {
             Outcome::Acked => vault_ready = true,
             Outcome::Refused(why) if why.contains("exists") => vault_ready = true,
             _ => {}
@@ -173,7 +173,7 @@ pub async fn run(
             });
             all.len() - 1
         };
-        let outcome = propose(&command, &mut leader, &mut rng).await;
+        let outcome = propose(client, &command, &mut leader, &mut rng).await;
         writes.set(index, outcome);
         tokio::time::sleep(Duration::from_millis(rng.random_range(5..80))).await;
     }
@@ -200,17 +200,26 @@ fn record(client: u64, seq: u64) -> VersionRecord {
     }
 }
 
-/// Sends `command` to the leader (as far as the client knows it) until a node answers with its
-/// outcome, for at most [`ATTEMPTS`] attempts.
+/// Sends `command` until a node answers with its outcome, for at most [`ATTEMPTS`] attempts.
+/// Even-numbered clients send it to the leader (as far as they know it); odd-numbered ones to
+/// any node, which forwards it to the leader as production's `RaftLog` does.
 async fn propose(
+    client: u64,
     command: &Command,
     leader: &mut Option<u64>,
     rng: &mut SmallRng,
 ) -> (Outcome, Option<u64>) {
-    let request = Request::Write(command.clone());
+    let forwarded = client % 2 == 1;
+    let request = match forwarded {
+        true => Request::Forward(command.clone()),
+        false => Request::Write(command.clone()),
+    };
     let mut maybe_appended = false;
     for _ in 0..ATTEMPTS {
-        let target = leader.take().unwrap_or_else(|| rng.random_range(1..=NODES));
+        let target = match forwarded {
+            true => rng.random_range(1..=NODES),
+            false => leader.take().unwrap_or_else(|| rng.random_range(1..=NODES)),
+        };
         match call::<WriteAnswer>(&host(target), &request, ATTEMPT_TIMEOUT).await {
             Ok(WriteAnswer::Done(response)) => {
                 *leader = Some(target);
