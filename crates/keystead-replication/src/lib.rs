@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+mod blocking;
 pub mod cluster;
 pub mod leader_calls;
 pub mod leader_lease;

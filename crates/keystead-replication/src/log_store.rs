@@ -96,13 +96,13 @@ impl LogStore {
         })
     }
 
-    /// Runs blocking redb work off the async workers.
+    /// Runs blocking redb work without stalling the runtime (`blocking.rs`).
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&RaftLogFile, &Store) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
-        tokio::task::spawn_blocking(move || work(&log, &state))
+        crate::blocking::run_blocking(move || work(&log, &state))
             .await
             .map_err(|e| io_error(StorageIOError::read, e))?
     }

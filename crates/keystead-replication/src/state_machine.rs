@@ -116,7 +116,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let store = self.store.clone();
         let entries: Vec<Entry> = entries.into_iter().collect();
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::run_blocking(move || {
             let (mut last, mut membership) = StateMachine::applied(&store)?;
             let mut batch = Vec::with_capacity(entries.len());
             for entry in entries {
