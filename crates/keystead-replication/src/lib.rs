@@ -8,6 +8,10 @@
 //! - [`write_batch`]: group commit, concurrent writes on the leader share one entry.
 //! - [`leader_lease`]: the leader answers read indexes without a heartbeat round while a
 //!   quorum of followers' vote leases holds.
+//! - [`raft_log`]: Keystead's `CommandLog` over Raft (writes forwarded to the leader, read
+//!   barriers); [`leader_calls`]: how it reaches the leader (HTTPS here, the simulation's own
+//!   transport there).
+//! - `blocking`: log appends and applies on the calling thread rather than `spawn_blocking`.
 
 // openraft's `StorageError` is large by design and every storage trait method returns it; boxing
 // it in our helpers would only add conversions at each call.
