@@ -214,7 +214,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// a follower before its next append. The value is a hint: a node that restarts with an
     /// older one re-learns the rest from the leader, or, alone, by committing its first entry
     /// as leader. So it costs no I/O here, in the path of every write; it is kept in memory and
-    /// written with every [`COMMITTED_HINT_EVERY`]-th append.
+    /// written with every `COMMITTED_HINT_EVERY`-th append.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         *self
             .committed
