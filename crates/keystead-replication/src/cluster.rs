@@ -91,8 +91,7 @@ impl ClusterNode {
         ));
         let app = peer::router(peer::PeerState {
             raft: raft.clone(),
-            leader_reads: log.leader_reads(),
-            lease: lease.clone(),
+            log: log.clone(),
             writes,
         });
         let listener = axum_server::bind_rustls(

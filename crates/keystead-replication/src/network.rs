@@ -97,25 +97,31 @@ impl PeerClient {
 /// How long a forwarded write or read-index request may take.
 const LEADER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl LeaderCalls for PeerClient {
-    fn propose(&self, leader: NodeInfo, command: Command) -> CallFuture<Response> {
+impl PeerClient {
+    /// POSTs `body` to the leader's `path`, in a future that owns everything it uses, as
+    /// `LeaderCalls` futures must.
+    fn call_leader<B, T>(&self, leader: NodeInfo, path: &'static str, body: B) -> CallFuture<T>
+    where
+        B: Serialize + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
         let client = self.clone();
         Box::pin(async move {
             client
-                .post(&leader.addr, "/raft/propose", &command, LEADER_CALL_TIMEOUT)
+                .post(&leader.addr, path, &body, LEADER_CALL_TIMEOUT)
                 .await
                 .map_err(|e| format!("leader unreachable: {e:?}"))
         })
     }
+}
+
+impl LeaderCalls for PeerClient {
+    fn propose(&self, leader: NodeInfo, command: Command) -> CallFuture<Response> {
+        self.call_leader(leader, "/raft/propose", command)
+    }
 
     fn read_index(&self, leader: NodeInfo) -> CallFuture<Option<LogId>> {
-        let client = self.clone();
-        Box::pin(async move {
-            client
-                .post(&leader.addr, "/raft/read-index", &(), LEADER_CALL_TIMEOUT)
-                .await
-                .map_err(|e| format!("leader unreachable: {e:?}"))
-        })
+        self.call_leader(leader, "/raft/read-index", ())
     }
 }
 

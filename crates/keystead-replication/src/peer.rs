@@ -3,6 +3,7 @@
 
 use crate::leader_lease::LeaderLease;
 use crate::network::PeerTls;
+use crate::raft_log::RaftLog;
 use crate::read_batch::ReadBatcher;
 use crate::types::{LogId, NodeInfo, Raft, Response, TypeConfig};
 use crate::write_batch::WriteBatcher;
@@ -28,14 +29,13 @@ pub enum PeerAnswer<T> {
     Failed(String),
 }
 
-/// What the cluster listener's handlers share: the Raft handle, the leader's read-index
-/// batcher, which read-index requests from followers share with this node's own readers, and
+/// What the cluster listener's handlers share: the Raft handle, the node's `RaftLog`, whose
+/// leader-side read-index rounds followers' requests share with this node's own readers, and
 /// the write batcher, which forwarded writes share with this node's own writers.
 #[derive(Clone)]
 pub(crate) struct PeerState {
     pub(crate) raft: Raft,
-    pub(crate) leader_reads: Arc<ReadBatcher>,
-    pub(crate) lease: Arc<LeaderLease>,
+    pub(crate) log: Arc<RaftLog>,
     pub(crate) writes: Arc<WriteBatcher>,
 }
 
@@ -147,7 +147,7 @@ pub(crate) async fn read_index_shared(
 }
 
 async fn read_index(State(state): State<PeerState>) -> Json<PeerAnswer<Option<LogId>>> {
-    Json(read_index_shared(&state.raft, &state.leader_reads, &state.lease).await)
+    Json(state.log.serve_read_index().await)
 }
 
 /// rustls server configuration for the cluster listener: our certificate, and client

@@ -25,7 +25,7 @@ pub struct RaftLog {
     /// This node's readers share read-index rounds (through the leader when following).
     reads: ReadBatcher,
     /// On the leader, the rounds themselves are shared with followers' read-index requests.
-    leader_reads: Arc<ReadBatcher>,
+    leader_reads: ReadBatcher,
     /// Answers the leader's rounds without a heartbeat while it holds.
     lease: Arc<LeaderLease>,
     /// Writes go into Raft entries in batches, with followers' forwarded writes.
@@ -47,12 +47,6 @@ impl RaftLog {
             lease,
             writes,
         }
-    }
-
-    /// The leader's shared read-index rounds, which the cluster listener's read-index requests
-    /// join.
-    pub(crate) fn leader_reads(&self) -> Arc<ReadBatcher> {
-        self.leader_reads.clone()
     }
 
     /// Answers a follower's read-index request, in a round shared with this node's own readers

@@ -64,8 +64,6 @@ pub enum Request {
 pub enum ReadAnswer {
     /// The secret's latest version id (none: no such secret yet), and how it was read.
     Done(Option<String>, ReadTrace),
-    /// This node could not take a read index; the leader if known.
-    NotLeader(Option<u64>),
     Failed(String),
 }
 

@@ -281,7 +281,6 @@ pub async fn read(
                     trace,
                 });
             }
-            Ok(ReadAnswer::NotLeader(hint)) => leader = hint,
             Ok(ReadAnswer::Failed(_)) | Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(5..60))).await;
