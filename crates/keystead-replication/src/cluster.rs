@@ -2,11 +2,12 @@
 //! first-start bootstrap of a one-node membership when configured.
 
 use crate::leader_lease::LeaderLease;
-use crate::network::{Network, PeerClient, PeerTls};
+use crate::network::{Network, PeerTls};
 use crate::raft_log::RaftLog;
+use crate::stream_client::{StreamClient, StreamLeaderCalls};
 use crate::types::{NodeInfo, Raft};
 use crate::write_batch::WriteBatcher;
-use crate::{peer, LogStore, StateMachine};
+use crate::{peer, stream_server, LogStore, StateMachine};
 use keystead_store::{RaftLogFile, Store};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -64,7 +65,7 @@ impl ClusterNode {
         }
         .validate()
         .map_err(|e| format!("raft config: {e}"))?;
-        let peers = PeerClient::new(&tls, settings.source_ip)?;
+        let peers = Arc::new(StreamClient::new(&tls, settings.source_ip)?);
         let lease = Arc::new(LeaderLease::new(
             settings.node_id,
             std::time::Duration::from_millis(config.election_timeout_max),
@@ -81,29 +82,28 @@ impl ClusterNode {
         .await
         .map_err(|e| format!("starting raft: {e}"))?;
 
-        let server_tls = peer::server_tls(&tls)?;
+        let listener_tls = peer::cluster_listener_tls(&tls)?;
+        // Bound before Raft starts answering, so a port in use fails the start.
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| format!("cluster listener on {}: {e}", settings.listen))?;
         let writes = WriteBatcher::start(raft.clone());
         let log = Arc::new(RaftLog::new(
             raft.clone(),
-            Arc::new(peers),
+            Arc::new(StreamLeaderCalls(peers)),
             lease.clone(),
             writes.clone(),
         ));
-        let app = peer::router(peer::PeerState {
+        let state = Arc::new(peer::PeerState {
             raft: raft.clone(),
             log: log.clone(),
             writes,
         });
-        let listener = axum_server::bind_rustls(
-            settings.listen,
-            axum_server::tls_rustls::RustlsConfig::from_config(server_tls),
-        );
-        let listen = settings.listen;
-        tokio::spawn(async move {
-            if let Err(e) = listener.serve(app.into_make_service()).await {
-                tracing::error!(%listen, error = %e, "cluster listener stopped");
-            }
+        let handler: stream_server::Handler = Arc::new(move |kind, body| {
+            let state = state.clone();
+            Box::pin(async move { peer::answer(&state, kind, &body).await })
         });
+        tokio::spawn(stream_server::serve(listener, listener_tls, handler));
 
         if settings.bootstrap && !raft.is_initialized().await.map_err(|e| e.to_string())? {
             let members = BTreeMap::from([(settings.node_id, settings.info.clone())]);

@@ -1,6 +1,6 @@
 //! How a node reaches the leader for the two things only the leader does: append a write, and
-//! take a read index. Production sends them over the cluster channel (`network.rs`'s
-//! `PeerClient`: HTTPS with mutual TLS); the simulation sends them over its own transport, so
+//! take a read index. Production sends them over the node transport (`stream_client.rs`:
+//! pooled mutual-TLS streams); the simulation sends them over its own transport, so
 //! that it runs `RaftLog`'s own forwarding, retries and read batching rather than a copy.
 
 use crate::peer::PeerAnswer;

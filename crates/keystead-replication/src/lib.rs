@@ -9,8 +9,11 @@
 //! - [`leader_lease`]: the leader answers read indexes without a heartbeat round while a
 //!   quorum of followers' vote leases holds.
 //! - [`raft_log`]: Keystead's `CommandLog` over Raft (writes forwarded to the leader, read
-//!   barriers); [`leader_calls`]: how it reaches the leader (HTTPS here, the simulation's own
-//!   transport there).
+//!   barriers); [`leader_calls`]: how it reaches the leader (the node transport here, the
+//!   simulation's own transport there).
+//! - The node transport: [`frame`] (the wire format), [`stream_client`] and [`stream_server`]
+//!   (pooled mutual-TLS streams), [`peer`] (what the cluster listener answers), [`network`]
+//!   (openraft's network over it).
 //! - `blocking`: log appends and applies on the calling thread rather than `spawn_blocking`.
 
 // openraft's `StorageError` is large by design and every storage trait method returns it; boxing
@@ -20,6 +23,7 @@
 pub mod admin;
 mod blocking;
 pub mod cluster;
+pub mod frame;
 pub mod leader_calls;
 pub mod leader_lease;
 pub mod log_store;
@@ -28,6 +32,8 @@ pub mod peer;
 pub mod raft_log;
 mod read_batch;
 pub mod state_machine;
+pub mod stream_client;
+pub mod stream_server;
 pub mod types;
 pub mod write_batch;
 

@@ -1,11 +1,12 @@
-//! Node-to-node transport, client side: openraft's RPCs (append entries, vote, install
-//! snapshot) as JSON over HTTPS with mutual TLS — every node presents a certificate from the
-//! cluster's CA and accepts only peers that do.
+//! Node-to-node transport, client side: openraft's network (append entries, vote, install
+//! snapshot), carried by `stream_client.rs` over mutual TLS; and `PeerClient`, the HTTPS
+//! client with the same certificates that the region crate uses between regions. Every node
+//! presents a certificate from the cluster's CA and accepts only peers that do.
 
-use crate::leader_calls::{CallFuture, LeaderCalls};
+use crate::frame::Kind;
 use crate::leader_lease::LeaderLease;
-use crate::types::{LogId, NodeInfo, Response, TypeConfig};
-use keystead_model::Command;
+use crate::stream_client::StreamClient;
+use crate::types::{NodeInfo, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -36,6 +37,12 @@ pub struct PeerClient {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct TransportError(String);
+
+impl TransportError {
+    pub(crate) fn new(message: impl Into<String>) -> TransportError {
+        TransportError(message.into())
+    }
+}
 
 impl PeerClient {
     /// `source` binds outgoing connections to one local address (multi-homed hosts; the
@@ -94,37 +101,6 @@ impl PeerClient {
     }
 }
 
-/// How long a forwarded write or read-index request may take.
-const LEADER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl PeerClient {
-    /// POSTs `body` to the leader's `path`, in a future that owns everything it uses, as
-    /// `LeaderCalls` futures must.
-    fn call_leader<B, T>(&self, leader: NodeInfo, path: &'static str, body: B) -> CallFuture<T>
-    where
-        B: Serialize + Send + Sync + 'static,
-        T: DeserializeOwned + Send + 'static,
-    {
-        let client = self.clone();
-        Box::pin(async move {
-            client
-                .post(&leader.addr, path, &body, LEADER_CALL_TIMEOUT)
-                .await
-                .map_err(|e| format!("leader unreachable: {e:?}"))
-        })
-    }
-}
-
-impl LeaderCalls for PeerClient {
-    fn propose(&self, leader: NodeInfo, command: Command) -> CallFuture<Response> {
-        self.call_leader(leader, "/raft/propose", command)
-    }
-
-    fn read_index(&self, leader: NodeInfo) -> CallFuture<Option<LogId>> {
-        self.call_leader(leader, "/raft/read-index", ())
-    }
-}
-
 /// Why a peer call failed before an answer was decoded.
 #[derive(Debug)]
 pub enum PeerFailure {
@@ -141,16 +117,17 @@ impl PeerFailure {
     }
 }
 
-/// Creates a connection per target node; all share one HTTPS client (and its pool), and
-/// report followers' acknowledgements of this node's leadership to the leader lease.
+/// Creates a connection per target node; all share one pool of TLS streams
+/// (`stream_client.rs`), and report followers' acknowledgements of this node's leadership to
+/// the leader lease.
 #[derive(Clone)]
 pub struct Network {
-    client: PeerClient,
+    client: Arc<StreamClient>,
     lease: Arc<LeaderLease>,
 }
 
 impl Network {
-    pub fn new(client: PeerClient, lease: Arc<LeaderLease>) -> Network {
+    pub fn new(client: Arc<StreamClient>, lease: Arc<LeaderLease>) -> Network {
         Network { client, lease }
     }
 }
@@ -169,7 +146,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 pub struct Connection {
-    client: PeerClient,
+    client: Arc<StreamClient>,
     target: u64,
     node: NodeInfo,
     lease: Arc<LeaderLease>,
@@ -178,13 +155,13 @@ pub struct Connection {
 impl Connection {
     async fn call<B: Serialize, R: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
         &self,
-        path: &str,
+        kind: Kind,
         body: &B,
         option: &RPCOption,
     ) -> Result<R, RPCError<u64, NodeInfo, RaftError<u64, E>>> {
         let answer: Result<R, RaftError<u64, E>> = self
             .client
-            .post(&self.node.addr, path, body, option.hard_ttl())
+            .call(&self.node.addr, kind, body, option.hard_ttl())
             .await
             .map_err(PeerFailure::into_rpc)?;
         answer.map_err(|e| {
@@ -205,7 +182,7 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
         // Read before the request leaves: the follower's lease starts later than this.
         let sent = tokio::time::Instant::now();
-        let response = self.call("/raft/append", &rpc, &option).await?;
+        let response = self.call(Kind::Append, &rpc, &option).await?;
         if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
             self.lease.acknowledged(self.target, &rpc.vote, sent);
         }
@@ -220,7 +197,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<u64>,
         RPCError<u64, NodeInfo, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.call("/raft/snapshot", &rpc, &option).await
+        self.call(Kind::Snapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -228,6 +205,6 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
-        self.call("/raft/vote", &rpc, &option).await
+        self.call(Kind::Vote, &rpc, &option).await
     }
 }

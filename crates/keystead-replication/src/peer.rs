@@ -1,21 +1,20 @@
-//! Node-to-node transport, server side: the cluster listener (HTTPS, client certificates from
-//! the cluster CA required) serving openraft's RPCs, forwarded writes and read-index requests.
+//! What the cluster listener (`stream_server.rs`) answers: openraft's RPCs, writes forwarded by
+//! followers and followers' read-index requests; and the TLS configuration of the listeners
+//! that other nodes call (the cluster listener, the region listener, the witness).
 
+use crate::frame::{self, Kind};
 use crate::leader_lease::LeaderLease;
 use crate::network::PeerTls;
 use crate::raft_log::RaftLog;
 use crate::read_batch::ReadBatcher;
-use crate::types::{LogId, NodeInfo, Raft, Response, TypeConfig};
+use crate::types::{LogId, NodeInfo, Raft, Response};
 use crate::write_batch::WriteBatcher;
-use axum::extract::{FromRef, State};
-use axum::routing::post;
-use axum::{Json, Router};
 use keystead_core::CoreError;
 use keystead_model::Command;
 use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -39,54 +38,29 @@ pub(crate) struct PeerState {
     pub(crate) writes: Arc<WriteBatcher>,
 }
 
-impl FromRef<PeerState> for Raft {
-    fn from_ref(state: &PeerState) -> Raft {
-        state.raft.clone()
-    }
+/// Answers one request from another node of the region (`stream_server.rs` calls this for
+/// each request frame): `None` closes the stream, for a body that does not decode.
+pub(crate) async fn answer(state: &PeerState, kind: Kind, body: &[u8]) -> Option<Vec<u8>> {
+    let encoded = match kind {
+        Kind::Append => frame::encode_answer(&state.raft.append_entries(decode(body)?).await),
+        Kind::Vote => frame::encode_answer(&state.raft.vote(decode(body)?).await),
+        Kind::Snapshot => frame::encode_answer(&state.raft.install_snapshot(decode(body)?).await),
+        Kind::Propose => frame::encode_answer(&propose(state, decode(body)?).await),
+        Kind::ReadIndex => frame::encode_answer(&state.log.serve_read_index().await),
+    };
+    encoded
+        .map_err(|e| tracing::warn!(?kind, error = %e, "cluster listener: answer not encoded"))
+        .ok()
 }
 
-pub(crate) fn router(state: PeerState) -> Router {
-    Router::new()
-        .route("/raft/append", post(append))
-        .route("/raft/vote", post(vote))
-        .route("/raft/snapshot", post(snapshot))
-        .route("/raft/propose", post(propose))
-        .route("/raft/read-index", post(read_index))
-        .with_state(state)
-}
-
-async fn append(
-    State(raft): State<Raft>,
-    Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Json<serde_json::Value> {
-    Json(to_json(raft.append_entries(rpc).await))
-}
-
-async fn vote(
-    State(raft): State<Raft>,
-    Json(rpc): Json<VoteRequest<u64>>,
-) -> Json<serde_json::Value> {
-    Json(to_json(raft.vote(rpc).await))
-}
-
-async fn snapshot(
-    State(raft): State<Raft>,
-    Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<serde_json::Value> {
-    Json(to_json(raft.install_snapshot(rpc).await))
-}
-
-fn to_json<T: Serialize>(value: T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_else(|e| serde_json::json!({"Err": e.to_string()}))
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_json::from_slice(body).ok()
 }
 
 /// Appends a command forwarded by a follower, if this node is the leader, in a batch with
 /// whatever else is being written.
-async fn propose(
-    State(state): State<PeerState>,
-    Json(command): Json<Command>,
-) -> Json<PeerAnswer<Response>> {
-    Json(state.writes.propose(command).await)
+async fn propose(state: &PeerState, command: Command) -> PeerAnswer<Response> {
+    state.writes.propose(command).await
 }
 
 /// The leader's read index: once a quorum confirmed leadership, the log id every linearizable
@@ -146,10 +120,6 @@ pub(crate) async fn read_index_shared(
     }
 }
 
-async fn read_index(State(state): State<PeerState>) -> Json<PeerAnswer<Option<LogId>>> {
-    Json(state.log.serve_read_index().await)
-}
-
 /// rustls server configuration for the cluster listener: our certificate, and client
 /// certificates required and verified against the cluster CA.
 pub fn server_tls(tls: &PeerTls) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -170,5 +140,13 @@ pub fn server_tls(tls: &PeerTls) -> Result<Arc<rustls::ServerConfig>, String> {
         .with_single_cert(chain, key)
         .map_err(|e| format!("cluster TLS: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The cluster listener's rustls configuration: [`server_tls`] without the HTTP protocol
+/// names, since the listener speaks `frame.rs`.
+pub(crate) fn cluster_listener_tls(tls: &PeerTls) -> Result<Arc<rustls::ServerConfig>, String> {
+    let mut config = (*server_tls(tls)?).clone();
+    config.alpn_protocols.clear();
     Ok(Arc::new(config))
 }

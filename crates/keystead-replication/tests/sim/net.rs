@@ -55,7 +55,7 @@ pub enum Request {
     Forward(Command),
     /// The latest version of a secret in the workload's vault, read linearizably.
     Read(ObjectName),
-    /// A follower asking the leader for a read index (production: `/raft/read-index`).
+    /// A follower asking the leader for a read index (production: a `ReadIndex` frame, `frame.rs`).
     ReadIndex,
 }
 
