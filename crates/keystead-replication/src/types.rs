@@ -3,7 +3,9 @@
 //! each command.
 
 use keystead_model::{Applied, ApplyError, Command};
-use serde::{Deserialize, Serialize};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::io::Cursor;
 
 /// Where a node lives and how to reach it.
@@ -31,11 +33,39 @@ impl std::fmt::Display for NodeInfo {
 /// (`write_batch.rs`): one log append, one fsync per node and one replication round for all of
 /// them, applied in order. A lone command is written exactly as entries were before batches
 /// existed (the bare command), so either form reads back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Proposal {
     One(Box<Command>),
     Batch(Vec<Command>),
+}
+
+/// Reads either form by its first token: a list is a batch, anything else one command. serde's
+/// derived untagged decoding would first copy every entry into a generic tree and then try
+/// each form against it; entries are decoded on every follower for every append.
+impl<'de> Deserialize<'de> for Proposal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Proposal, D::Error> {
+        deserializer.deserialize_any(ProposalVisitor)
+    }
+}
+
+struct ProposalVisitor;
+
+impl<'de> Visitor<'de> for ProposalVisitor {
+    type Value = Proposal;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a command or a list of commands")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Proposal, A::Error> {
+        Vec::<Command>::deserialize(SeqAccessDeserializer::new(seq)).map(Proposal::Batch)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Proposal, A::Error> {
+        let command = Command::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(Proposal::One(Box::new(command)))
+    }
 }
 
 impl Proposal {
@@ -110,5 +140,14 @@ mod tests {
         let read: Proposal =
             serde_json::from_slice(&serde_json::to_vec(&batch).expect("encode")).expect("decode");
         assert_eq!(read.into_commands(), vec![create("alpha"), create("bravo")]);
+
+        for bad in [
+            &b"7"[..],
+            b"\"CreateVault\"",
+            b"{\"NoSuchCommand\":{}}",
+            b"[{}]",
+        ] {
+            assert!(serde_json::from_slice::<Proposal>(bad).is_err());
+        }
     }
 }

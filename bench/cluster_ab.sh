@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# A/B of two Keystead builds (or one build under two environments) on 3-node cluster secret
+# writes at one client: the lever issue #4's write-p50 target turns on. No OpenBao; compare the
+# two sides of one run only (docs/benchmarks.md).
+#
+#   bench/cluster_ab.sh BIN_A BIN_B [ROUNDS] [DURATION_S] [CONNS]     (defaults: 4, 8, 1)
+#
+# Each round starts a fresh cluster per side (`cluster init`, 3 x `serve`, join, vault,
+# principal), in alternating order (A,B then B,A ...), runs bench/loadgen.py against the leader
+# for DURATION_S, prints p50/p99 and throughput, and stops the nodes by PID. A_ENV / B_ENV are
+# extra `VAR=value ...` assignments for that side's servers (e.g. B_ENV="TOKIO_WORKER_THREADS=1").
+# Work dir: $BENCH_WORK (default /tmp/keystead-bench/ab-cluster, wiped per start).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+A="$1"; B="$2"; ROUNDS="${3:-4}"; DUR="${4:-8}"; CONNS="${5:-1}"
+WORK="${BENCH_WORK:-/tmp/keystead-bench/ab-cluster}"
+API=18841; CL=19841
+VENV="$HERE/.venv"; PY="$VENV/bin/python"
+log() { echo "[cluster_ab] $*" >&2; }
+source "$HERE/lib.sh"
+bench_tools
+
+PIDS=()
+stop_all() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; PIDS=(); }
+trap stop_all EXIT
+
+# start BIN ENV: a fresh 3-node cluster; sets LEADER_PORT and TOKEN
+start() {
+  local bin="$1" envs="$2" k d i
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  k="$WORK/ks"
+  "$bin" cluster init --out "$k" --nodes 3 --api-base-port $API --cluster-base-port $CL \
+    --zones z1,z2,z3 >/dev/null
+  for i in 1 2 3; do
+    # shellcheck disable=SC2086
+    setsid env $envs "$bin" serve --config "$k/node-$i.toml" >"$k/node-$i.log" 2>&1 </dev/null &
+    PIDS+=($!)
+  done
+  wait_http "https://localhost:$API/healthz" "$k/ca.pem" 200 60
+  d="$k/node-1/data"
+  for i in 2 3; do
+    for _ in $(seq 1 30); do
+      "$bin" cluster join --data-dir "$d" --node-id $i --addr 127.0.0.1:$((CL+i-1)) \
+        --api-addr 127.0.0.1:$((API+i-1)) --zone z$i >/dev/null 2>&1 && break
+      sleep 1
+    done
+  done
+  "$bin" vault create demo --data-dir "$d" >/dev/null
+  "$bin" principal create bench --data-dir "$d" >"$WORK/principal.json"
+  "$bin" role assign --principal "$("$PY" -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$WORK/principal.json")" \
+    --role "Key Vault Administrator" --vault demo --data-dir "$d" >/dev/null
+  for i in 1 2 3; do wait_http "https://localhost:$((API+i-1))/readyz" "$k/ca.pem" 200 60; done
+  LEADER_PORT=$((API + $("$bin" cluster status --data-dir "$d" | "$PY" -c 'import json,sys;print(json.load(sys.stdin)["leader"])') - 1))
+  TOKEN=$("$PY" - "$WORK/principal.json" "$LEADER_PORT" "$k/ca.pem" <<'EOF'
+import json, ssl, sys, urllib.parse, urllib.request
+p = json.load(open(sys.argv[1])); port = sys.argv[2]
+form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": p["client_id"],
+    "client_secret": p["client_secret"], "scope": f"https://vault.localhost:{port}/.default"})
+req = urllib.request.Request(f"https://localhost:{port}/{p['tenant_id']}/oauth2/v2.0/token",
+                             form.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+ctx = ssl.create_default_context(cafile=sys.argv[3])
+print(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["access_token"])
+EOF
+)
+}
+
+# measure LABEL: one loadgen phase against the leader
+measure() {
+  local label="$1" pid_args=() p
+  for p in "${PIDS[@]}"; do pid_args+=(--server-pid "$p"); done
+  "$PY" "$HERE/loadgen.py" --port "$LEADER_PORT" --sni demo.vault.localhost --ca "$WORK/ks/ca.pem" \
+    --conns "$CONNS" --duration "$DUR" --method PUT --path "/secrets/ab-{c}-{n}?api-version=7.6" \
+    --body '{"value":"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"}' \
+    --header "Host: demo.vault.localhost:$LEADER_PORT" --header "Authorization: Bearer $TOKEN" \
+    --header "Content-Type: application/json" "${pid_args[@]}" |
+    LABEL="$label" "$PY" -c 'import json, os, sys
+r = json.load(sys.stdin)
+print("%s p50 %.3f ms  p99 %.2f ms  %.0f req/s  srv %s us/req  non-2xx %d  transport errors %d" % (
+    os.environ["LABEL"], r["p50_ms"], r["p99_ms"], r["rps"], r["server_cpu_us_per_req"],
+    r["non2xx"], sum(r["transport_errors"].values())))'
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then order="A B"; else order="B A"; fi
+  for side in $order; do
+    if [ "$side" = A ]; then start "$A" "${A_ENV:-}"; else start "$B" "${B_ENV:-}"; fi
+    measure "round $r $side"
+    stop_all
+  done
+done
