@@ -8,8 +8,10 @@
 # Each round starts a fresh cluster per side (`cluster init`, 3 x `serve`, join, vault,
 # principal), in alternating order (A,B then B,A ...), runs bench/loadgen.py against the leader
 # for DURATION_S, prints p50/p99 and throughput, and stops the nodes by PID. A_ENV / B_ENV are
-# extra `VAR=value ...` assignments for that side's servers (e.g. B_ENV="TOKIO_WORKER_THREADS=1").
-# Work dir: $BENCH_WORK (default /tmp/keystead-bench/ab-cluster, wiped per start).
+# extra `VAR=value ...` assignments for that side's servers (e.g. B_ENV="TOKIO_WORKER_THREADS=1"),
+# A_ENV1 / B_ENV1 for node 1 only (the bootstrap node, which leads unless an election moved it).
+# PERF_DATA=FILE records `perf record -a -g` (DWARF call graphs) for the middle of each phase,
+# into FILE.<round>-<side>. Work dir: $BENCH_WORK (default /tmp/keystead-bench/ab-cluster, wiped per start).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 A="$1"; B="$2"; ROUNDS="${3:-4}"; DUR="${4:-8}"; CONNS="${5:-1}"
@@ -26,14 +28,15 @@ trap stop_all EXIT
 
 # start BIN ENV: a fresh 3-node cluster; sets LEADER_PORT and TOKEN
 start() {
-  local bin="$1" envs="$2" k d i
+  local bin="$1" envs="$2" env1="$3" k d i e
   rm -rf "$WORK"; mkdir -p "$WORK"
   k="$WORK/ks"
   "$bin" cluster init --out "$k" --nodes 3 --api-base-port $API --cluster-base-port $CL \
     --zones z1,z2,z3 >/dev/null
   for i in 1 2 3; do
+    e="$envs"; [ "$i" = 1 ] && e="$envs $env1"
     # shellcheck disable=SC2086
-    setsid env $envs "$bin" serve --config "$k/node-$i.toml" >"$k/node-$i.log" 2>&1 </dev/null &
+    setsid env $e "$bin" serve --config "$k/node-$i.toml" >"$k/node-$i.log" 2>&1 </dev/null &
     PIDS+=($!)
   done
   wait_http "https://localhost:$API/healthz" "$k/ca.pem" 200 60
@@ -68,6 +71,10 @@ EOF
 measure() {
   local label="$1" pid_args=() p
   for p in "${PIDS[@]}"; do pid_args+=(--server-pid "$p"); done
+  if [ -n "${PERF_DATA:-}" ]; then
+    (sleep 1; perf record -q -F 499 -a --call-graph dwarf,32768 -o "$PERF_DATA.${label// /-}" \
+       -- sleep $((DUR - 2)) >/dev/null 2>&1) &
+  fi
   "$PY" "$HERE/loadgen.py" --port "$LEADER_PORT" --sni demo.vault.localhost --ca "$WORK/ks/ca.pem" \
     --conns "$CONNS" --duration "$DUR" --method PUT --path "/secrets/ab-{c}-{n}?api-version=7.6" \
     --body '{"value":"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"}' \
@@ -83,8 +90,8 @@ print("%s p50 %.3f ms  p99 %.2f ms  %.0f req/s  srv %s us/req  non-2xx %d  trans
 for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then order="A B"; else order="B A"; fi
   for side in $order; do
-    if [ "$side" = A ]; then start "$A" "${A_ENV:-}"; else start "$B" "${B_ENV:-}"; fi
-    measure "round $r $side"
+    if [ "$side" = A ]; then start "$A" "${A_ENV:-}" "${A_ENV1:-}"; else start "$B" "${B_ENV:-}" "${B_ENV1:-}"; fi
+    measure "round $r $side (leader :$LEADER_PORT)"
     stop_all
   done
 done

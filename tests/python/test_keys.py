@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import os
 
 import pytest
@@ -18,8 +19,10 @@ from azure.keyvault.keys import (JsonWebKey, KeyClient, KeyCurveName, KeyRotatio
 from azure.keyvault.keys.crypto import (CryptographyClient, EncryptionAlgorithm, KeyWrapAlgorithm,
                                         SignatureAlgorithm)
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, keywrap
+from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keystead_helpers import assert_kv_error, b64url, b64url_decode, uniq
@@ -375,7 +378,9 @@ def test_aes_gcm(keys, server, cred, size):
 @pytest.mark.parametrize("pad", [False, True])
 def test_aes_cbc(keys, server, cred, size, pad):
     key = keys.create_oct_key(kname(), size=size)
-    client = crypto(server, cred, key)
+    # remote: the SDK would otherwise run CBCPAD itself, with a random key of its own (a created
+    # oct key's JWK has no `k`), and never ask Keystead.
+    client = remote_crypto(server, cred, key)
     alg = getattr(EncryptionAlgorithm, f"a{size}_cbc{'pad' if pad else ''}")
     plaintext = b"sixteen byte blk" * 2 if not pad else b"any length at all"
     iv = os.urandom(16)
@@ -387,7 +392,7 @@ def test_aes_cbc(keys, server, cred, size, pad):
 @pytest.mark.parametrize("size", [128, 192, 256])
 def test_aes_key_wrap(keys, server, cred, size):
     key = keys.create_oct_key(kname(), size=size)
-    client = crypto(server, cred, key)
+    client = remote_crypto(server, cred, key)  # as in test_aes_cbc: A*KW would run in the SDK
     cek = os.urandom(32)
     for alg in [getattr(KeyWrapAlgorithm, f"aes_{size}"), KeyWrapAlgorithm.ckm_aes_key_wrap,
                 KeyWrapAlgorithm.ckm_aes_key_wrap_pad]:
@@ -409,7 +414,7 @@ def test_aes_kw_size_mismatch(keys, raw):
 
 def test_hmac(keys, server, cred):
     key = keys.create_oct_key(kname(), size=256)
-    client = crypto(server, cred, key)
+    client = remote_crypto(server, cred, key)
     for alg in [SignatureAlgorithm.hs256, SignatureAlgorithm.hs384, SignatureAlgorithm.hs512]:
         data = hashlib.sha256(b"mac me").digest()
         sig = client.sign(alg, data).signature
@@ -428,6 +433,56 @@ def test_imported_oct_matches_local_aes(keys, server, cred):
     dec = client.decrypt(EncryptionAlgorithm.a256_gcm, ct[:-16], iv=iv, authentication_tag=ct[-16:],
                          additional_authenticated_data=b"aad")
     assert dec.plaintext == b"local aes"
+
+
+@pytest.mark.parametrize("size", [128, 192, 256])
+def test_symmetric_operations_agree_with_cryptography(keys, server, cred, size):
+    """An imported oct key's bytes are known, so every AES and HMAC result Keystead gives is
+    checked against the `cryptography` package, in both directions where both exist."""
+    k = os.urandom(size // 8)
+    name = kname()
+    keys.import_key(name, JsonWebKey(kty="oct", k=k, key_ops=[
+        "encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify"]))
+    client = remote_crypto(server, cred, keys.get_key(name))
+
+    gcm = getattr(EncryptionAlgorithm, f"a{size}_gcm")
+    enc = client.encrypt(gcm, b"gcm plaintext", additional_authenticated_data=b"aad")
+    assert AESGCM(k).decrypt(enc.iv, enc.ciphertext + enc.tag, b"aad") == b"gcm plaintext"
+    iv = os.urandom(12)
+    sealed = AESGCM(k).encrypt(iv, b"sealed locally", b"aad")
+    assert client.decrypt(gcm, sealed[:-16], iv=iv, authentication_tag=sealed[-16:],
+                          additional_authenticated_data=b"aad").plaintext == b"sealed locally"
+
+    for pad in (False, True):
+        cbc = getattr(EncryptionAlgorithm, f"a{size}_cbc{'pad' if pad else ''}")
+        plaintext = b"any length at all" if pad else b"sixteen byte blk" * 2
+        iv = os.urandom(16)
+        enc = client.encrypt(cbc, plaintext, iv=iv)
+        local = Cipher(algorithms.AES(k), modes.CBC(iv)).decryptor()
+        opened = local.update(enc.ciphertext) + local.finalize()
+        if pad:
+            unpad = sym_padding.PKCS7(128).unpadder()
+            opened = unpad.update(opened) + unpad.finalize()
+        assert opened == plaintext
+        assert client.decrypt(cbc, enc.ciphertext, iv=iv).plaintext == plaintext
+
+    cek = os.urandom(32)
+    for alg in (getattr(KeyWrapAlgorithm, f"aes_{size}"), KeyWrapAlgorithm.ckm_aes_key_wrap):
+        wrapped = client.wrap_key(alg, cek).encrypted_key
+        assert keywrap.aes_key_unwrap(k, wrapped) == cek
+        assert client.unwrap_key(alg, keywrap.aes_key_wrap(k, cek)).key == cek
+    odd = os.urandom(20)
+    wrapped = client.wrap_key(KeyWrapAlgorithm.ckm_aes_key_wrap_pad, odd).encrypted_key
+    assert keywrap.aes_key_unwrap_with_padding(k, wrapped) == odd
+    local = keywrap.aes_key_wrap_with_padding(k, odd)
+    assert client.unwrap_key(KeyWrapAlgorithm.ckm_aes_key_wrap_pad, local).key == odd
+
+    data = hashlib.sha256(b"mac me").digest()
+    for bits in (256, 384, 512):
+        alg = getattr(SignatureAlgorithm, f"hs{bits}")
+        mac = client.sign(alg, data).signature
+        assert mac == hmac.new(k, data, HASHES[bits][1]).digest()
+        assert client.verify(alg, data, mac).is_valid
 
 
 # ------------------------------------------------------------------ import
