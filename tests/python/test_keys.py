@@ -14,7 +14,8 @@ import os
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.keyvault.keys import (JsonWebKey, KeyClient, KeyCurveName, KeyRotationLifetimeAction,
+from azure.keyvault.keys import (JsonWebKey, KeyClient, KeyCurveName, KeyReleasePolicy,
+                                 KeyRotationLifetimeAction,
                                  KeyRotationPolicy, KeyRotationPolicyAction, KeyType)
 from azure.keyvault.keys.crypto import (CryptographyClient, EncryptionAlgorithm, KeyWrapAlgorithm,
                                         SignatureAlgorithm)
@@ -163,6 +164,33 @@ def test_create_bad_parameters(raw):
 
 
 # ------------------------------------------------------------------ lifecycle
+def test_exportable_and_release_policy_are_stored(keys, raw):
+    policy = b'{"version":"1.0.0","anyOf":[{"authority":"https://attest.example","allOf":[]}]}'
+    name = kname()
+    created = keys.create_rsa_key(name, size=2048, exportable=True,
+                                  release_policy=KeyReleasePolicy(policy))
+    fetched = keys.get_key(name)
+    for key in (created, fetched):
+        assert key.properties.exportable is True
+        assert key.properties.release_policy.encoded_policy == policy
+        assert not key.properties.release_policy.immutable
+    # Exportable keys need a release policy, as in Key Vault.
+    assert_kv_error(raw.post(f"/keys/{kname()}/create", json={
+        "kty": "RSA", "attributes": {"exportable": True}}), 400, "BadParameter")
+    # A mutable policy may change; an immutable one only be sent again unchanged.
+    updated = keys.update_key_properties(name, release_policy=KeyReleasePolicy(
+        policy, immutable=True))
+    assert updated.properties.release_policy.immutable
+    with pytest.raises(HttpResponseError) as err:
+        keys.update_key_properties(name, release_policy=KeyReleasePolicy(b'{"version":"1.0.0"}',
+                                                                         immutable=True))
+    assert err.value.status_code == 400 and err.value.error.code == "BadParameter"
+    again = keys.update_key_properties(name, release_policy=KeyReleasePolicy(policy, immutable=True),
+                                       tags={"still": "updatable"})
+    assert again.properties.tags == {"still": "updatable"}
+    assert keys.get_key(name).properties.release_policy.encoded_policy == policy
+
+
 def test_get_list_versions_update(keys):
     name = kname()
     first = keys.create_ec_key(name, curve="P-256", tags={"a": "1"})

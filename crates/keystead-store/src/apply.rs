@@ -99,7 +99,16 @@ pub(crate) fn dispatch(txn: &WriteTransaction, command: &Command) -> Step {
             version,
             patch,
             at,
-        } => update_version(txn, vault, *kind, name, version.as_deref(), patch, *at),
+        } => update_version(
+            txn,
+            vault,
+            *kind,
+            name,
+            version.as_deref(),
+            patch,
+            *at,
+            |_| Ok(()),
+        ),
         Command::DeleteObject {
             vault,
             kind,
@@ -359,6 +368,9 @@ fn put_version(
     })
 }
 
+/// Patches one version's attributes; `check` may refuse the update after the version is found
+/// and before anything is written.
+#[allow(clippy::too_many_arguments)]
 fn update_version(
     txn: &WriteTransaction,
     vault: &VaultName,
@@ -367,6 +379,7 @@ fn update_version(
     version: Option<&str>,
     patch: &AttributesPatch,
     at: i64,
+    check: impl FnOnce(&VersionRecord) -> Result<(), ApplyError>,
 ) -> Step {
     vault_settings(txn, vault)?;
     let (objects, mut versions) = object_tables(txn)?;
@@ -382,6 +395,7 @@ fn update_version(
         }
         .into());
     };
+    check(&record)?;
     patch.apply_to(&mut record, at);
     put(&mut versions, &key, &record)?;
     Ok(Applied::Object {
@@ -415,7 +429,27 @@ fn update_key(
     at: i64,
 ) -> Step {
     let kind = ObjectKind::Key;
-    let applied = update_version(txn, vault, kind, name, version, patch, at)?;
+    // An immutable release policy stays as it is (Key Vault refuses to change it); the same
+    // policy sent again is not a change.
+    let keeps_immutable_policy = |record: &VersionRecord| match (&record.payload, release_policy) {
+        (Payload::Key { key }, Some(new)) => match &key.release_policy {
+            Some(old) if old.immutable && old != new => Err(ApplyError::Invalid(
+                "The key's release policy is immutable and cannot be changed.".into(),
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    };
+    let applied = update_version(
+        txn,
+        vault,
+        kind,
+        name,
+        version,
+        patch,
+        at,
+        keeps_immutable_policy,
+    )?;
     let Applied::Object {
         object,
         version: mut record,
