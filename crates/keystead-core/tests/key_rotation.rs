@@ -142,3 +142,66 @@ async fn concurrent_timers_rotate_once() {
     let latest = node.get_key(&caller, &vault, &name, None).unwrap();
     assert_eq!(latest.object.version_count, 2);
 }
+
+#[tokio::test]
+async fn rotation_before_expiry_follows_each_versions_expiry() {
+    // `t` keeps the node's temporary directory alive for the whole test.
+    let t = test_node().await;
+    let (node, clock, caller) = (t.node, t.clock, t.caller);
+    let vault = VaultName::parse("demo").unwrap();
+    let spec = || KeySpec {
+        kty: KeyType::Oct,
+        hsm: false,
+        key_size: Some(256),
+        public_exponent: None,
+        curve: None,
+    };
+    let actions = || {
+        vec![LifetimeAction {
+            action: RotationAction::Rotate,
+            trigger: RotationTrigger::BeforeExpiry("P30D".into()),
+        }]
+    };
+    // Expires in 60 days: due 30 days from now.
+    let expiring = ObjectName::parse("expiring").unwrap();
+    let props = KeyProps {
+        expires: Some(node.now() + 60 * DAY),
+        ..KeyProps::default()
+    };
+    node.create_key(&caller, &vault, &expiring, spec(), props)
+        .await
+        .unwrap();
+    node.set_rotation_policy(&caller, &vault, &expiring, actions(), Some("P90D".into()))
+        .await
+        .unwrap();
+    // Never expires: a before-expiry trigger never fires.
+    let forever = ObjectName::parse("forever").unwrap();
+    node.create_key(&caller, &vault, &forever, spec(), KeyProps::default())
+        .await
+        .unwrap();
+    node.set_rotation_policy(&caller, &vault, &forever, actions(), None)
+        .await
+        .unwrap();
+
+    clock.advance(29 * DAY);
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 0, "not due yet");
+    clock.advance(2 * DAY);
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 1, "due now");
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 0, "rotated once");
+    let latest = node.get_key(&caller, &vault, &expiring, None).unwrap();
+    assert_eq!(latest.object.version_count, 2);
+    // The new version expires with the policy's expiryTime (90 days), so the next rotation is
+    // due 60 days from now, not 30.
+    let expires = latest.version.attributes.expires.unwrap();
+    assert!((expires - (node.now() + 90 * DAY)).abs() < 5);
+    clock.advance(59 * DAY);
+    assert_eq!(
+        node.rotate_due_keys_now().await.unwrap(),
+        0,
+        "follows the new expiry"
+    );
+    clock.advance(2 * DAY);
+    assert_eq!(node.rotate_due_keys_now().await.unwrap(), 1);
+    let untouched = node.get_key(&caller, &vault, &forever, None).unwrap();
+    assert_eq!(untouched.object.version_count, 1);
+}
