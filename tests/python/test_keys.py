@@ -734,7 +734,12 @@ def test_private_material_not_in_data_dir(fresh_server):
 
 
 def test_rsa_4096_generation_does_not_stall_other_requests(keys, raw):
-    """Key generation runs on blocking threads behind a semaphore: reads stay fast meanwhile."""
+    """Key generation runs on blocking threads behind a semaphore: reads go on meanwhile.
+
+    Three RSA-4096 generations at once would occupy both async workers of a 2-core machine if
+    they ran on them, and no read would finish until one generation ended. So reads are sent for
+    as long as the generations run (bounded), and enough of them must finish while all three
+    are still in progress, none slowly."""
     import threading
     import time
 
@@ -747,17 +752,23 @@ def test_rsa_4096_generation_does_not_stall_other_requests(keys, raw):
         done.append(time.monotonic())
 
     threads = [threading.Thread(target=generate) for _ in range(3)]
+    started = time.monotonic()
     for t in threads:
         t.start()
-    latencies = []
-    for _ in range(10):
+    finished_reads = []  # (finish time, latency)
+    deadline = started + 120
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
         start = time.monotonic()
         assert raw.get(f"/keys/{name}/").status_code == 200
-        latencies.append(time.monotonic() - start)
+        finished_reads.append((time.monotonic(), time.monotonic() - start))
     for t in threads:
         t.join(timeout=120)
     assert len(done) == 3
-    assert max(latencies) < 2.0, latencies
+    first_done = min(done)
+    during = [lat for at, lat in finished_reads if at < first_done]
+    # RSA-4096 generation takes hundreds of milliseconds at least; reads take a few.
+    assert len(during) >= 5, (first_done - started, len(during))
+    assert max(lat for _, lat in finished_reads) < 2.0, finished_reads
 
 
 def test_key_scoped_encryption_user(server, keys):
