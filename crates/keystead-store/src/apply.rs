@@ -368,8 +368,9 @@ fn put_version(
     })
 }
 
-/// Patches one version's attributes; `check` may refuse the update after the version is found
-/// and before anything is written.
+/// Patches one version's attributes. `edit` makes the kind's own changes to the record (or
+/// refuses the update) after the version is found and before anything is written, so the
+/// record is written once.
 #[allow(clippy::too_many_arguments)]
 fn update_version(
     txn: &WriteTransaction,
@@ -379,7 +380,7 @@ fn update_version(
     version: Option<&str>,
     patch: &AttributesPatch,
     at: i64,
-    check: impl FnOnce(&VersionRecord) -> Result<(), ApplyError>,
+    edit: impl FnOnce(&mut VersionRecord) -> Result<(), Failure>,
 ) -> Step {
     vault_settings(txn, vault)?;
     let (objects, mut versions) = object_tables(txn)?;
@@ -395,7 +396,7 @@ fn update_version(
         }
         .into());
     };
-    check(&record)?;
+    edit(&mut record)?;
     patch.apply_to(&mut record, at);
     put(&mut versions, &key, &record)?;
     Ok(Applied::Object {
@@ -428,58 +429,45 @@ fn update_key(
     release_policy: Option<&ReleasePolicy>,
     at: i64,
 ) -> Step {
-    let kind = ObjectKind::Key;
-    // An immutable release policy stays as it is (Key Vault refuses to change it); the same
-    // policy sent again is not a change.
-    let keeps_immutable_policy = |record: &VersionRecord| match (&record.payload, release_policy) {
-        (Payload::Key { key }, Some(new)) => match &key.release_policy {
-            Some(old) if old.immutable && old != new => Err(ApplyError::Invalid(
-                "The key's release policy is immutable and cannot be changed.".into(),
-            )),
-            _ => Ok(()),
-        },
-        _ => Ok(()),
-    };
-    let applied = update_version(
-        txn,
-        vault,
-        kind,
-        name,
-        version,
-        patch,
-        at,
-        keeps_immutable_policy,
-    )?;
-    let Applied::Object {
-        object,
-        version: mut record,
-    } = applied
-    else {
-        return Err(StoreError::Corrupt("update returned no object".into()).into());
-    };
-    if key_ops.is_some() || release_policy.is_some() {
+    let edit_key = |record: &mut VersionRecord| -> Result<(), Failure> {
+        if key_ops.is_none() && release_policy.is_none() {
+            return Ok(());
+        }
         // Only keystead-core writes the keys collection, always with key material: anything
         // else is corruption, and a store error aborts the whole transaction.
         let Payload::Key { key } = &mut record.payload else {
             return Err(StoreError::Corrupt(format!("key {name} holds no key material")).into());
         };
+        if let Some(new) = release_policy {
+            // An immutable release policy stays as it is (Key Vault refuses to change it); the
+            // same policy sent again is not a change.
+            if key
+                .release_policy
+                .as_ref()
+                .is_some_and(|old| old.immutable && old != new)
+            {
+                return Err(ApplyError::Invalid(
+                    "The key's release policy is immutable and cannot be changed.".into(),
+                )
+                .into());
+            }
+            key.release_policy = Some(new.clone());
+        }
         if let Some(ops) = key_ops {
             key.key_ops = ops.to_vec();
         }
-        if let Some(policy) = release_policy {
-            key.release_policy = Some(policy.clone());
-        }
-        let mut versions = txn.open_table(tables::VERSIONS)?;
-        put(
-            &mut versions,
-            &tables::version_key(vault, kind, name, &record.version),
-            &record,
-        )?;
-    }
-    Ok(Applied::Object {
-        object,
-        version: record,
-    })
+        Ok(())
+    };
+    update_version(
+        txn,
+        vault,
+        ObjectKind::Key,
+        name,
+        version,
+        patch,
+        at,
+        edit_key,
+    )
 }
 
 fn set_rotation_policy(
