@@ -29,6 +29,7 @@ trap stop_all EXIT
 # start BIN ENV: a fresh 3-node cluster; sets LEADER_PORT and TOKEN
 start() {
   local bin="$1" envs="$2" env1="$3" k d i e
+  BIN="$bin"
   rm -rf "$WORK"; mkdir -p "$WORK"
   k="$WORK/ks"
   "$bin" cluster init --out "$k" --nodes 3 --api-base-port $API --cluster-base-port $CL \
@@ -85,6 +86,10 @@ r = json.load(sys.stdin)
 print("%s p50 %.3f ms  p99 %.2f ms  %.0f req/s  srv %s us/req  non-2xx %d  transport errors %d" % (
     os.environ["LABEL"], r["p50_ms"], r["p99_ms"], r["rps"], r["server_cpu_us_per_req"],
     r["non2xx"], sum(r["transport_errors"].values())))'
+  # Node 1's early appends (`early_append.rs`), on builds that count them.
+  "$BIN" cluster status --data-dir "$WORK/ks/node-1/data" | "$PY" -c 'import json, sys
+e = json.load(sys.stdin).get("early_appends")
+if e: print("    node 1 early appends: %(accepted)d accepted, %(refused)d refused, %(failed)d failed, %(skipped)d skipped" % e)'
 }
 
 for r in $(seq 1 "$ROUNDS"); do

@@ -54,6 +54,7 @@ impl ClusterAdmin for ClusterNode {
         Box::pin(async move {
             let m = self.raft.metrics().borrow().clone();
             let (lease_reads, heartbeat_rounds) = self.lease.counts();
+            let early = self.early.counts();
             let membership = m.membership_config.membership();
             let voters: BTreeSet<u64> = membership.voter_ids().collect();
             let leader_last = m.last_log_index.unwrap_or(0);
@@ -107,6 +108,13 @@ impl ClusterAdmin for ClusterNode {
                 "read_index": {
                     "lease": lease_reads,
                     "heartbeat_round": heartbeat_rounds,
+                },
+                // Since this node started, as leader (`early_append.rs`).
+                "early_appends": {
+                    "accepted": early.accepted,
+                    "refused": early.refused,
+                    "failed": early.failed,
+                    "skipped": early.skipped,
                 },
                 "nodes": nodes,
             }))

@@ -1,8 +1,9 @@
 //! Starting a clustered node: openraft over the redb store, the mTLS cluster listener, and
 //! first-start bootstrap of a one-node membership when configured.
 
+use crate::early_append::EarlyAppend;
 use crate::leader_lease::LeaderLease;
-use crate::network::{Network, PeerTls};
+use crate::network::{Network, PeerTls, StreamEarlySender};
 use crate::raft_log::RaftLog;
 use crate::stream_client::{StreamClient, StreamLeaderCalls};
 use crate::types::{NodeInfo, Raft};
@@ -37,6 +38,8 @@ pub struct ClusterNode {
     pub raft: Raft,
     pub log: Arc<RaftLog>,
     pub lease: Arc<LeaderLease>,
+    /// This node's early appends as leader (`early_append.rs`), counted for `cluster status`.
+    pub early: Arc<EarlyAppend>,
     pub settings: ClusterSettings,
 }
 
@@ -71,16 +74,19 @@ impl ClusterNode {
             std::time::Duration::from_millis(config.election_timeout_max),
             settings.lease_reads,
         ));
+        let early = EarlyAppend::new(settings.node_id, Arc::new(StreamEarlySender(peers.clone())));
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
             Network::new(peers.clone(), lease.clone()),
             LogStore::open(log_file.clone(), store.clone())
-                .map_err(|e| format!("opening the raft log: {e}"))?,
+                .map_err(|e| format!("opening the raft log: {e}"))?
+                .with_early_append(early.clone()),
             StateMachine::new(store, log_file),
         )
         .await
         .map_err(|e| format!("starting raft: {e}"))?;
+        early.attach(raft.clone());
 
         let listener_tls = peer::cluster_listener_tls(&tls)?;
         // Bound before Raft starts answering, so a port in use fails the start.
@@ -116,6 +122,7 @@ impl ClusterNode {
             raft,
             log,
             lease,
+            early,
             settings,
         }))
     }

@@ -23,6 +23,7 @@
 pub mod admin;
 mod blocking;
 pub mod cluster;
+pub mod early_append;
 pub mod frame;
 pub mod leader_calls;
 pub mod leader_lease;

@@ -4,6 +4,7 @@
 //! done; the committed position, a hint, is written with the next append (see
 //! `save_committed`). Opening the log reconciles it with the state file ([`LogStore::open`]).
 
+use crate::early_append::EarlyAppend;
 use crate::io_error;
 use crate::state_machine::StateMachine;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -11,7 +12,7 @@ use keystead_store::{RaftLogFile, Store};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogId, RaftLogReader, StorageIOError};
 use std::fmt::Debug;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,6 +52,12 @@ pub struct LogStore {
     committed: Arc<Mutex<Option<LogId>>>,
     /// Appends so far (when to write the committed position).
     appends: Arc<AtomicU64>,
+    /// The vote as last saved (or read at start-up): whether an append is this node's own, as
+    /// leader, for early appends.
+    vote: Arc<Mutex<Option<Vote>>>,
+    /// Sends the leader's new entries to the followers as its append starts
+    /// (`early_append.rs`); none in the storage conformance suite.
+    early: Option<Arc<EarlyAppend>>,
 }
 
 impl LogStore {
@@ -93,7 +100,56 @@ impl LogStore {
             state,
             committed: Arc::new(Mutex::new(None)),
             appends: Arc::new(AtomicU64::new(0)),
+            vote: Arc::new(Mutex::new(None)),
+            early: None,
         })
+    }
+
+    /// Sends this node's appends as leader early to the followers (`early_append.rs`).
+    pub fn with_early_append(mut self, early: Arc<EarlyAppend>) -> LogStore {
+        self.early = Some(early);
+        self
+    }
+
+    /// Starts an early append of `entries` if this node appends them as leader and the entry
+    /// before them is in the log's in-memory tail (its log id is the request's previous entry:
+    /// exactly what this leader's log holds there, as openraft's own replication would send).
+    fn send_early(&self, entries: &[Entry]) {
+        let Some(early) = &self.early else {
+            return;
+        };
+        let Some(vote) = *self.vote.lock().unwrap_or_else(PoisonError::into_inner) else {
+            return;
+        };
+        if !early.leads_for(&vote, entries) {
+            return;
+        }
+        let Some(prev_index) = entries[0].log_id.index.checked_sub(1) else {
+            return;
+        };
+        let Some(rows) = self.log.recent_range(
+            Bound::Included(prev_index),
+            Bound::Included(prev_index),
+            usize::MAX,
+        ) else {
+            return;
+        };
+        let Some(Ok(prev)) = rows
+            .first()
+            .map(|(_, bytes)| LogStore::decode_log_id(bytes))
+        else {
+            return;
+        };
+        early.send(vote, prev, entries.to_vec());
+    }
+
+    /// The log id of an encoded entry, without decoding its payload.
+    fn decode_log_id(bytes: &[u8]) -> Result<LogId, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            log_id: LogId,
+        }
+        serde_json::from_slice::<Head>(bytes).map(|head| head.log_id)
     }
 
     /// Runs blocking redb work without stalling the runtime (`blocking.rs`).
@@ -188,7 +244,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             log.meta_put(VOTE, &bytes)
                 .map_err(|e| io_error(StorageIOError::write_vote, e))
         })
-        .await
+        .await?;
+        *self.vote.lock().unwrap_or_else(PoisonError::into_inner) = Some(*vote);
+        Ok(())
     }
 
     /// The saved vote, with its `committed` flag cleared. openraft 0.9 reads the vote once, at
@@ -204,10 +262,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// makes every read index cover everything committed before.
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         let vote: Option<Vote> = self.blocking(|log, _| LogStore::meta(log, VOTE)).await?;
-        Ok(vote.map(|mut vote| {
+        let vote = vote.map(|mut vote| {
             vote.committed = false;
             vote
-        }))
+        });
+        *self.vote.lock().unwrap_or_else(PoisonError::into_inner) = vote;
+        Ok(vote)
     }
 
     /// openraft calls this before every apply, on the leader between commit and answer and on
@@ -244,12 +304,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut rows = Vec::new();
-        for entry in entries {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut rows = Vec::with_capacity(entries.len());
+        for entry in &entries {
             let bytes =
-                serde_json::to_vec(&entry).map_err(|e| io_error(StorageIOError::write_logs, e))?;
+                serde_json::to_vec(entry).map_err(|e| io_error(StorageIOError::write_logs, e))?;
             rows.push((entry.get_log_id().index, bytes));
         }
+        // Before this node's own fsync, so the followers' run beside it.
+        self.send_early(&entries);
         let write_hint = self
             .appends
             .fetch_add(1, Ordering::Relaxed)

@@ -3,6 +3,7 @@
 //! client with the same certificates that the region crate uses between regions. Every node
 //! presents a certificate from the cluster's CA and accepts only peers that do.
 
+use crate::early_append::{EarlyOutcome, EarlySend, EarlySender};
 use crate::frame::Kind;
 use crate::leader_lease::LeaderLease;
 use crate::stream_client::StreamClient;
@@ -206,5 +207,31 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
         self.call(Kind::Vote, &rpc, &option).await
+    }
+}
+
+/// Early appends (`early_append.rs`) over the same pooled streams as openraft's own requests.
+pub struct StreamEarlySender(pub Arc<StreamClient>);
+
+/// An early append that has no answer in this long is abandoned (openraft's own replication
+/// carries the entry anyway).
+const EARLY_APPEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl EarlySender for StreamEarlySender {
+    fn send(&self, node: &NodeInfo, request: AppendEntriesRequest<TypeConfig>) -> EarlySend {
+        let client = self.0.clone();
+        let addr = node.addr.clone();
+        Box::pin(async move {
+            let answer: Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, PeerFailure> =
+                client
+                    .call(&addr, Kind::Append, &request, EARLY_APPEND_TIMEOUT)
+                    .await;
+            match answer {
+                Ok(Ok(AppendEntriesResponse::Success)) => EarlyOutcome::Accepted,
+                Ok(Ok(AppendEntriesResponse::PartialSuccess(_))) => EarlyOutcome::Accepted,
+                Ok(Ok(_)) => EarlyOutcome::Refused,
+                Ok(Err(_)) | Err(_) => EarlyOutcome::Failed,
+            }
+        })
     }
 }

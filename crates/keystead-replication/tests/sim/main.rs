@@ -187,6 +187,7 @@ const READS: &str = "linearizable reads";
 const FOLLOWER_READS: &str = "of them on a follower";
 const LEASE_READS: &str = "read indexes from the leader lease";
 const HEARTBEAT_READS: &str = "declined (not leading, or no lease: a heartbeat round)";
+const EARLY: &str = "early appends accepted by followers";
 
 impl Counts {
     fn new() -> Counts {
@@ -211,6 +212,7 @@ impl Counts {
             FOLLOWER_READS,
             LEASE_READS,
             HEARTBEAT_READS,
+            EARLY,
         ] {
             counts.add(name, 0);
         }
@@ -281,6 +283,8 @@ struct World<'a> {
     shared_writes: u64,
     /// Read indexes the leader lease answered and declined, on boots since crashed.
     lease_counts: (u64, u64),
+    /// Early appends accepted by followers, of boots that have crashed.
+    early_accepted: u64,
     faults: Counts,
     /// What happened when, for the failure message of a read found not linearizable.
     events: Vec<(Duration, String)>,
@@ -340,6 +344,7 @@ impl World<'_> {
             leaders: BTreeSet::new(),
             shared_writes: 0,
             lease_counts: (0, 0),
+            early_accepted: 0,
             applied: BTreeMap::new(),
             new_leader: false,
             faults: Counts::new(),
@@ -603,6 +608,7 @@ impl World<'_> {
             let (served, declined) = running.lease.counts();
             self.lease_counts.0 += served;
             self.lease_counts.1 += declined;
+            self.early_accepted += running.early.counts().accepted;
             let (store, log) = (running.store.clone(), running.log.clone());
             drop(running);
             if store.upgrade().is_some() || log.upgrade().is_some() {
@@ -913,6 +919,10 @@ impl World<'_> {
         }
         counts.add(LEASE_READS, served);
         counts.add(HEARTBEAT_READS, declined);
+        let early: u64 = (self.registry.lock().values())
+            .map(|r| r.early.counts().accepted)
+            .sum();
+        counts.add(EARLY, self.early_accepted + early);
         Report {
             seed: self.seed,
             writes: writes.len(),

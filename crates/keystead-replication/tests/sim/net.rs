@@ -7,6 +7,7 @@
 
 use keystead_core::{CommandLog, CoreError};
 use keystead_model::{Command, ObjectKind, ObjectName};
+use keystead_replication::early_append::{EarlyOutcome, EarlySend, EarlySender};
 use keystead_replication::leader_calls::{CallFuture, LeaderCalls};
 use keystead_replication::leader_lease::LeaderLease;
 use keystead_replication::peer::PeerAnswer;
@@ -410,5 +411,25 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
         self.rpc(Request::Vote(rpc), &option).await
+    }
+}
+
+/// Early appends (`early_append.rs`) over the simulation's transport, as production sends them
+/// over its own.
+pub struct SimEarlySender;
+
+impl EarlySender for SimEarlySender {
+    fn send(&self, node: &NodeInfo, request: AppendEntriesRequest<TypeConfig>) -> EarlySend {
+        let addr = node.addr.clone();
+        Box::pin(async move {
+            let answer: Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, CallError> =
+                call(&addr, &Request::Append(request), Duration::from_millis(500)).await;
+            match answer {
+                Ok(Ok(AppendEntriesResponse::Success))
+                | Ok(Ok(AppendEntriesResponse::PartialSuccess(_))) => EarlyOutcome::Accepted,
+                Ok(Ok(_)) => EarlyOutcome::Refused,
+                Ok(Err(_)) | Err(_) => EarlyOutcome::Failed,
+            }
+        })
     }
 }

@@ -4,6 +4,7 @@
 //! driver can watch metrics, read the state at the end, and prove a crashed boot's store is gone.
 
 use crate::net::{self, NetStats, Served};
+use keystead_replication::early_append::EarlyAppend;
 use keystead_replication::leader_lease::LeaderLease;
 use keystead_replication::raft_log::RaftLog;
 use keystead_replication::types::Raft;
@@ -30,6 +31,7 @@ pub struct Running {
     pub log: Weak<RaftLogFile>,
     pub writes: Arc<WriteBatcher>,
     pub lease: Arc<LeaderLease>,
+    pub early: Arc<EarlyAppend>,
 }
 
 /// The running boot of each node, shared by the hosts and the driver.
@@ -89,16 +91,18 @@ pub async fn run(
     let store = Arc::new(Store::open_on(state_file)?);
     let log = Arc::new(RaftLogFile::open_on(log_file)?);
     let lease = Arc::new(LeaderLease::new(id, ELECTION_TIMEOUT_MAX, true));
+    let early = EarlyAppend::new(id, Arc::new(net::SimEarlySender));
     let raft = Raft::new(
         id,
         config(),
         net::Network {
             lease: lease.clone(),
         },
-        LogStore::open(log.clone(), store.clone())?,
+        LogStore::open(log.clone(), store.clone())?.with_early_append(early.clone()),
         StateMachine::new(store.clone(), log.clone()),
     )
     .await?;
+    early.attach(raft.clone());
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", net::PORT)).await?;
     let writes = WriteBatcher::start(raft.clone());
     registry.lock().insert(
@@ -109,6 +113,7 @@ pub async fn run(
             log: Arc::downgrade(&log),
             writes: writes.clone(),
             lease: lease.clone(),
+            early: early.clone(),
         },
     );
     if id == 1 && !raft.is_initialized().await? {
