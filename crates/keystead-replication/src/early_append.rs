@@ -25,16 +25,19 @@
 //!
 //! The answer to an early append is not used for anything but counting: a follower that lags
 //! (its log does not reach the previous entry) refuses it, and openraft's replication brings it
-//! up to date as before. At most one early append is in flight per follower; a follower still
-//! busy with the last one is skipped, so under load this adds no queue.
+//! up to date as before. At most one early append is in flight per follower; while one is still
+//! busy with the last one, the next entry goes to none of them (see [`EarlyAppend::send`]), so
+//! under load this adds no queue.
 
 use crate::types::{Entry, LogId, NodeInfo, Raft, TypeConfig, Vote};
 use openraft::raft::AppendEntriesRequest;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// What sending one early append to a node came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +69,17 @@ pub struct EarlyCounts {
     pub skipped: u64,
 }
 
+/// A member whose early append failed gets none for this long.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Peers {
+    /// Members with an early append in flight.
+    busy: HashSet<u64>,
+    /// When a member's last early append failed, if it did.
+    failed_at: HashMap<u64, Instant>,
+}
+
 /// The other members to send to: from Raft's membership once Raft runs.
 type Members = Box<dyn Fn() -> Vec<(u64, NodeInfo)> + Send + Sync>;
 
@@ -75,8 +89,7 @@ pub struct EarlyAppend {
     id: u64,
     members: OnceLock<Members>,
     sender: Arc<dyn EarlySender>,
-    /// Followers with an early append in flight.
-    busy: Mutex<HashSet<u64>>,
+    peers: Mutex<Peers>,
     accepted: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
@@ -89,7 +102,7 @@ impl EarlyAppend {
             id,
             members: OnceLock::new(),
             sender,
-            busy: Mutex::new(HashSet::new()),
+            peers: Mutex::new(Peers::default()),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -139,23 +152,48 @@ impl EarlyAppend {
                 .all(|e| e.log_id.leader_id == *vote.leader_id())
     }
 
-    /// Sends `entries`, which follow `prev_log_id` in this leader's log, to every other member
-    /// not still busy with the previous early append. Returns at once; the sends run on their
-    /// own tasks. The caller has checked [`EarlyAppend::leads_for`].
-    pub(crate) fn send(self: &Arc<Self>, vote: Vote, prev_log_id: LogId, entries: Vec<Entry>) {
+    /// Sends `entries`, which follow `prev_log_id` in this leader's log, to every other member,
+    /// or to none if one is still busy with the previous early append. Returns at once, and
+    /// whether anything was sent; the sends run on their own tasks, which the caller should let
+    /// start before its fsync (a yield). The caller has checked [`EarlyAppend::leads_for`].
+    ///
+    /// All or none, and all promptly, because followers whose logs end differently cost a
+    /// failover time: if the leader dies while only one follower holds its last entry and the
+    /// other times out first, the other's election fails (its log is shorter) and a second
+    /// round is needed. A member whose last early append failed (down, unreachable) is left
+    /// out of that rule and of the sends for [`RETRY_AFTER_FAILURE`].
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        vote: Vote,
+        prev_log_id: LogId,
+        entries: Vec<Entry>,
+    ) -> bool {
         let Some(members) = self.members.get() else {
-            return;
+            return false;
         };
-        for (target, node) in members() {
-            let claimed = self
-                .busy
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(target);
-            if !claimed {
-                self.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
+        let members = members();
+        let now = Instant::now();
+        let targets: Vec<(u64, NodeInfo)> = {
+            let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+            let targets: Vec<(u64, NodeInfo)> = members
+                .into_iter()
+                .filter(|(id, _)| {
+                    peers
+                        .failed_at
+                        .get(id)
+                        .is_none_or(|at| now.duration_since(*at) >= RETRY_AFTER_FAILURE)
+                })
+                .collect();
+            if targets.iter().any(|(id, _)| peers.busy.contains(id)) {
+                self.skipped
+                    .fetch_add(targets.len() as u64, Ordering::Relaxed);
+                return false;
             }
+            peers.busy.extend(targets.iter().map(|(id, _)| *id));
+            targets
+        };
+        let sent = !targets.is_empty();
+        for (target, node) in targets {
             let request = AppendEntriesRequest {
                 vote,
                 prev_log_id: Some(prev_log_id),
@@ -172,12 +210,15 @@ impl EarlyAppend {
                     EarlyOutcome::Failed => &this.failed,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                this.busy
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&target);
+                let mut peers = this.peers.lock().unwrap_or_else(PoisonError::into_inner);
+                peers.busy.remove(&target);
+                match outcome {
+                    EarlyOutcome::Failed => peers.failed_at.insert(target, Instant::now()),
+                    _ => peers.failed_at.remove(&target),
+                };
             });
         }
+        sent
     }
 }
 
@@ -199,6 +240,74 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(term, node), index),
             payload: EntryPayload::Blank,
         }
+    }
+
+    /// Answers "n2" only when released, fails "n4" at once, accepts the rest at once.
+    struct Scripted {
+        release: Arc<tokio::sync::Notify>,
+        sent: Mutex<Vec<String>>,
+    }
+
+    impl EarlySender for Scripted {
+        fn send(&self, node: &NodeInfo, _: AppendEntriesRequest<TypeConfig>) -> EarlySend {
+            self.sent.lock().unwrap().push(node.addr.clone());
+            let release = self.release.clone();
+            match node.addr.as_str() {
+                "n2" => Box::pin(async move {
+                    release.notified().await;
+                    EarlyOutcome::Accepted
+                }),
+                "n4" => Box::pin(async { EarlyOutcome::Failed }),
+                _ => Box::pin(async { EarlyOutcome::Accepted }),
+            }
+        }
+    }
+
+    fn member(id: u64) -> (u64, NodeInfo) {
+        let node = NodeInfo {
+            addr: format!("n{id}"),
+            ..Default::default()
+        };
+        (id, node)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn all_healthy_followers_or_none_and_a_failed_one_is_left_out_for_a_while() {
+        let sender = Arc::new(Scripted {
+            release: Arc::new(tokio::sync::Notify::new()),
+            sent: Mutex::new(Vec::new()),
+        });
+        let early = EarlyAppend::new(1, sender.clone());
+        early.attach_members(Box::new(|| vec![member(2), member(3), member(4)]));
+        let vote = Vote::new_committed(3, 1);
+        let prev = LogId::new(CommittedLeaderId::new(3, 1), 6);
+        let sent = |sender: &Scripted| {
+            let mut sent = std::mem::take(&mut *sender.sent.lock().unwrap());
+            sent.sort();
+            sent
+        };
+
+        // First entry: all three; n4 fails, n3 answers, n2 is still busy.
+        assert!(early.send(vote, prev, vec![entry(3, 1, 7)]));
+        settle().await;
+        assert_eq!(sent(&sender), ["n2", "n3", "n4"]);
+        // Second: n2 busy, so none of the healthy ones; n4 failed, so it is left out.
+        assert!(!early.send(vote, prev, vec![entry(3, 1, 8)]));
+        assert!(sent(&sender).is_empty());
+        assert_eq!(early.counts().skipped, 2);
+        // n2 answers: the next goes to n2 and n3, still not to n4.
+        sender.release.notify_one();
+        settle().await;
+        assert!(early.send(vote, prev, vec![entry(3, 1, 9)]));
+        settle().await;
+        assert_eq!(sent(&sender), ["n2", "n3"]);
+        assert_eq!(early.counts().failed, 1);
     }
 
     #[test]

@@ -114,33 +114,33 @@ impl LogStore {
     /// Starts an early append of `entries` if this node appends them as leader and the entry
     /// before them is in the log's in-memory tail (its log id is the request's previous entry:
     /// exactly what this leader's log holds there, as openraft's own replication would send).
-    fn send_early(&self, entries: &[Entry]) {
+    fn send_early(&self, entries: &[Entry]) -> bool {
         let Some(early) = &self.early else {
-            return;
+            return false;
         };
         let Some(vote) = *self.vote.lock().unwrap_or_else(PoisonError::into_inner) else {
-            return;
+            return false;
         };
         if !early.leads_for(&vote, entries) {
-            return;
+            return false;
         }
         let Some(prev_index) = entries[0].log_id.index.checked_sub(1) else {
-            return;
+            return false;
         };
         let Some(rows) = self.log.recent_range(
             Bound::Included(prev_index),
             Bound::Included(prev_index),
             usize::MAX,
         ) else {
-            return;
+            return false;
         };
         let Some(Ok(prev)) = rows
             .first()
             .map(|(_, bytes)| LogStore::decode_log_id(bytes))
         else {
-            return;
+            return false;
         };
-        early.send(vote, prev, entries.to_vec());
+        early.send(vote, prev, entries.to_vec())
     }
 
     /// The log id of an encoded entry, without decoding its payload.
@@ -311,8 +311,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 serde_json::to_vec(entry).map_err(|e| io_error(StorageIOError::write_logs, e))?;
             rows.push((entry.get_log_id().index, bytes));
         }
-        // Before this node's own fsync, so the followers' run beside it.
-        self.send_early(&entries);
+        // Before this node's own fsync, so the followers' run beside it. The yield lets the
+        // sends leave now: the append's fsync runs on this worker thread (`blocking.rs`), and
+        // a task just spawned here would otherwise wait for it (tokio's LIFO slot is not
+        // stolen by the other workers).
+        if self.send_early(&entries) {
+            tokio::task::yield_now().await;
+        }
         let write_hint = self
             .appends
             .fetch_add(1, Ordering::Relaxed)

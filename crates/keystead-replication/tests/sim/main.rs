@@ -146,6 +146,7 @@ fn run_seed(seed: u64) -> Result<Report, String> {
         || c.get(READS) < 20
         || c.get(LEASE_READS) == 0
         || c.get(FORWARDED) == 0
+        || c.get(EARLY) == 0
     {
         return Err(format!("too little happened: {report}"));
     }
