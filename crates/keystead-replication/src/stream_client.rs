@@ -87,7 +87,7 @@ impl StreamClient {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let streams = idle.get_mut(addr)?;
         while let Some((stream, since)) = streams.pop() {
-            if since.elapsed() < MAX_IDLE_AGE {
+            if since.elapsed() < MAX_IDLE_AGE && !peer_closed(&stream) {
                 return Some(stream);
             }
         }
@@ -159,6 +159,22 @@ impl LeaderCalls for StreamLeaderCalls {
 
     fn read_index(&self, leader: NodeInfo) -> CallFuture<Option<LogId>> {
         self.0.call_leader(leader, Kind::ReadIndex, ())
+    }
+}
+
+/// Whether the peer has closed an idle pooled stream (or sent anything on it, which on an idle
+/// stream only a peer closing it does). A peer that restarted leaves every stream to its old
+/// process like this; used, each would fail one call. That cost elections: a leader's
+/// replication to a restarted node went through its stale streams one failed heartbeat at a
+/// time, long enough for the node to time out and call an election, and a candidate's vote
+/// request on a stale stream failed outright. Reads nothing from a live idle stream.
+fn peer_closed(stream: &PeerStream) -> bool {
+    let (tcp, _) = stream.get_ref();
+    let mut byte = [0u8; 1];
+    match tcp.try_read(&mut byte) {
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        // End of stream, or a TLS alert (close_notify).
+        Ok(_) => true,
     }
 }
 

@@ -24,9 +24,10 @@ fn tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> PeerTls {
     }
 }
 
-/// A node of cluster A listening on loopback; its handler counts requests and answers each
-/// with `[kind, body]`, after a pause for read-index requests (to test abandoned calls).
-async fn listener(cluster: &DevPki) -> (String, Arc<AtomicUsize>) {
+/// A loopback socket, its address, and the server TLS of a member of `cluster`.
+async fn bind_as_member(
+    cluster: &DevPki,
+) -> (tokio::net::TcpListener, String, Arc<rustls::ServerConfig>) {
     let server_tls = peer::server_tls(&tls(
         &cluster.ca_cert_pem,
         &cluster.server_cert_pem,
@@ -37,6 +38,13 @@ async fn listener(cluster: &DevPki) -> (String, Arc<AtomicUsize>) {
         .await
         .expect("bind");
     let addr = socket.local_addr().expect("address").to_string();
+    (socket, addr, server_tls)
+}
+
+/// A node of cluster A listening on loopback; its handler counts requests and answers each
+/// with `[kind, body]`, after a pause for read-index requests (to test abandoned calls).
+async fn listener(cluster: &DevPki) -> (String, Arc<AtomicUsize>) {
+    let (socket, addr, server_tls) = bind_as_member(cluster).await;
     let handled = Arc::new(AtomicUsize::new(0));
     let count = handled.clone();
     let handler: stream_server::Handler = Arc::new(move |kind, body| {
@@ -154,4 +162,55 @@ async fn an_abandoned_call_never_leaves_its_answer_for_the_next_call() {
         .await
         .expect("answered");
     assert_eq!(answer, (Kind::Propose as u8, "\"next\"".to_string()));
+}
+
+/// A peer that answers one request per stream and then closes it, as a peer that restarted
+/// leaves every stream pooled to its old process.
+async fn one_answer_per_stream(cluster: &DevPki) -> (String, Arc<AtomicUsize>) {
+    let (socket, addr, server_tls) = bind_as_member(cluster).await;
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        for _ in 0..100 {
+            let Ok((tcp, _)) = socket.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let Ok(mut stream) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let Ok(request) = frame::read(&mut stream).await else {
+                continue;
+            };
+            let (kind, body) = frame::split_request(&request).expect("a request");
+            let body = String::from_utf8(body.to_vec()).expect("utf-8");
+            let answer = frame::encode_answer(&(kind as u8, body)).expect("answer");
+            let _ = frame::write(&mut stream, &answer).await;
+            // Closed without a word, as by a process that died.
+            drop(stream);
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_stream_the_peer_closed_while_pooled_is_not_used_again() {
+    let cluster = DevPki::generate(&["127.0.0.1".to_string()]).expect("cluster CA");
+    let (addr, accepted) = one_answer_per_stream(&cluster).await;
+    let client = StreamClient::new(&node_of(&cluster), None).expect("client");
+    for round in 0..3 {
+        // Give the peer's close time to arrive before the pooled stream is taken again.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer: (u8, String) = client
+            .call(&addr, Kind::Vote, &round, TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("call {round} failed on a stale stream: {e:?}"));
+        assert_eq!(answer, (Kind::Vote as u8, round.to_string()));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "one fresh stream per call"
+    );
 }
