@@ -13,6 +13,7 @@ use keystead_store::{RaftLogFile, Store};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// This node's place in the cluster.
 #[derive(Clone, Debug)]
@@ -32,6 +33,43 @@ pub struct ClusterSettings {
     /// Let the leader answer read indexes from its lease (`leader_lease.rs`) instead of a
     /// heartbeat round each time.
     pub lease_reads: bool,
+}
+
+/// How long a node that starts into a cluster of several voters waits to hear from a leader
+/// before it may call an election: the followers' own wait after a leader's last heartbeat
+/// (openraft's leader lease, which is the longest election timeout, plus an election timeout),
+/// and the leader's retry interval towards a node it could not reach
+/// ([`crate::network::REPLICATION_BACKOFF`]).
+///
+/// Why: openraft hands a restarted node its vote uncommitted (`LogStore::read_vote`), and an
+/// uncommitted vote times out after one election timeout, sooner than the leader, which backs
+/// off from a node it found dead, reaches it again. The node then called an election the
+/// moment it came back: in a term no higher than the leader's, with a shorter log. Refused, it
+/// still deposed the leader when its vote ordered above the leader's in the same term, costing
+/// a second election, and left openraft's "seen a greater log" mark on the nodes, which adds
+/// two election timeouts to their next election: the bench's failovers that took 1.5 s instead
+/// of 0.8 (`docs/benchmarks.md`). A whole cluster restarting elects this much later.
+fn hold_elections_after_restart(raft: &Raft, election_timeout_max: Duration) {
+    let voters = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .count();
+    if voters < 2 {
+        return;
+    }
+    raft.runtime_config().elect(false);
+    let grace = 2 * election_timeout_max + crate::network::REPLICATION_BACKOFF;
+    let raft = raft.clone();
+    tokio::spawn(async move {
+        let _ = raft
+            .wait(Some(grace))
+            .metrics(|m| m.current_leader.is_some(), "a leader heard from")
+            .await;
+        raft.runtime_config().elect(true);
+    });
 }
 
 pub struct ClusterNode {
@@ -68,6 +106,7 @@ impl ClusterNode {
         }
         .validate()
         .map_err(|e| format!("raft config: {e}"))?;
+        let election_timeout_max = Duration::from_millis(config.election_timeout_max);
         let peers = Arc::new(StreamClient::new(&tls, settings.source_ip)?);
         let lease = Arc::new(LeaderLease::new(
             settings.node_id,
@@ -87,6 +126,7 @@ impl ClusterNode {
         .await
         .map_err(|e| format!("starting raft: {e}"))?;
         early.attach(raft.clone());
+        hold_elections_after_restart(&raft, election_timeout_max);
 
         let listener_tls = peer::cluster_listener_tls(&tls)?;
         // Bound before Raft starts answering, so a port in use fails the start.

@@ -175,7 +175,16 @@ impl Connection {
     }
 }
 
+/// How long openraft waits before it retries a node it could not reach (its default is
+/// 500 ms). A node that restarts is reached this soon after it listens again, before it would
+/// call an election of its own (`cluster::hold_elections_after_restart`).
+pub(crate) const REPLICATION_BACKOFF: Duration = Duration::from_millis(200);
+
 impl RaftNetwork<TypeConfig> for Connection {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(REPLICATION_BACKOFF))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
