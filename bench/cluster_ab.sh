@@ -26,36 +26,25 @@ PIDS=()
 stop_all() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; PIDS=(); }
 trap stop_all EXIT
 
-# start BIN ENV: a fresh 3-node cluster; sets LEADER_PORT and TOKEN
+# ab_start I CONFIG LOG: node I of the side being started, under START_ENV (and START_ENV1 on node 1)
+ab_start() {
+  local e="$START_ENV"
+  [ "$1" = 1 ] && e="$START_ENV $START_ENV1"
+  # shellcheck disable=SC2086
+  setsid env $e "$BIN" serve --config "$2" >"$3" 2>&1 </dev/null &
+  PIDS+=($!)
+}
+
+# start BIN ENV ENV1: a fresh 3-node cluster; sets LEADER_PORT and TOKEN
 start() {
-  local bin="$1" envs="$2" env1="$3" k d i e
+  local bin="$1" envs="$2" env1="$3" d
   BIN="$bin"
   rm -rf "$WORK"; mkdir -p "$WORK"
-  k="$WORK/ks"
-  "$bin" cluster init --out "$k" --nodes 3 --api-base-port $API --cluster-base-port $CL \
-    --zones z1,z2,z3 >/dev/null
-  for i in 1 2 3; do
-    e="$envs"; [ "$i" = 1 ] && e="$envs $env1"
-    # shellcheck disable=SC2086
-    setsid env $e "$bin" serve --config "$k/node-$i.toml" >"$k/node-$i.log" 2>&1 </dev/null &
-    PIDS+=($!)
-  done
-  wait_http "https://localhost:$API/healthz" "$k/ca.pem" 200 60
-  d="$k/node-1/data"
-  for i in 2 3; do
-    for _ in $(seq 1 30); do
-      "$bin" cluster join --data-dir "$d" --node-id $i --addr 127.0.0.1:$((CL+i-1)) \
-        --api-addr 127.0.0.1:$((API+i-1)) --zone z$i >/dev/null 2>&1 && break
-      sleep 1
-    done
-  done
-  "$bin" vault create demo --data-dir "$d" >/dev/null
-  "$bin" principal create bench --data-dir "$d" >"$WORK/principal.json"
-  "$bin" role assign --principal "$("$PY" -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$WORK/principal.json")" \
-    --role "Key Vault Administrator" --vault demo --data-dir "$d" >/dev/null
-  for i in 1 2 3; do wait_http "https://localhost:$((API+i-1))/readyz" "$k/ca.pem" 200 60; done
+  START_ENV="$envs"; START_ENV1="$env1"
+  keystead_cluster3 "$bin" "$WORK/ks" $API $CL ab_start
+  d="$WORK/ks/node-1/data"
   LEADER_PORT=$((API + $("$bin" cluster status --data-dir "$d" | "$PY" -c 'import json,sys;print(json.load(sys.stdin)["leader"])') - 1))
-  TOKEN=$("$PY" - "$WORK/principal.json" "$LEADER_PORT" "$k/ca.pem" <<'EOF'
+  TOKEN=$("$PY" - "$WORK/ks/principal.json" "$LEADER_PORT" "$WORK/ks/ca.pem" <<'EOF'
 import json, ssl, sys, urllib.parse, urllib.request
 p = json.load(open(sys.argv[1])); port = sys.argv[2]
 form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": p["client_id"],

@@ -141,3 +141,36 @@ EOF
   log "openbao up (pid $BAO_PID, $("$BAO" version))"
 
 }
+
+# keystead_cluster3 BIN DIR API_BASE CLUSTER_BASE START: a 3-node Keystead cluster in DIR, one
+# node per zone: `cluster init`, then `START I CONFIG LOG` for each node (the caller's way of
+# starting `BIN serve --config CONFIG`: its environment, where it keeps the PID), the joins
+# (bounded retries), the vault `demo` and the principal `bench` (DIR/principal.json) as Key
+# Vault Administrator, and every node ready. KS_CONFIG_EXTRA, if set, is appended to each
+# node's config (its last section is [cluster]).
+keystead_cluster3() {
+  local bin="$1" dir="$2" api="$3" cl="$4" start="$5" i k data cid
+  "$bin" cluster init --out "$dir" --nodes 3 --api-base-port "$api" --cluster-base-port "$cl" \
+    --zones z1,z2,z3 >"$dir.init.json"
+  for i in 1 2 3; do
+    [ -n "${KS_CONFIG_EXTRA:-}" ] && printf '%s\n' "$KS_CONFIG_EXTRA" >>"$dir/node-$i.toml"
+    "$start" "$i" "$dir/node-$i.toml" "$dir/node-$i.log"
+  done
+  wait_http "https://localhost:$api/healthz" "$dir/ca.pem" 200 60
+  data="$dir/node-1/data"
+  for i in 2 3; do  # a joining node serves its API only once it is joined
+    for k in $(seq 1 30); do
+      "$bin" cluster join --data-dir "$data" --node-id "$i" --addr "127.0.0.1:$((cl + i - 1))" \
+        --api-addr "127.0.0.1:$((api + i - 1))" --zone "z$i" --region region-1 \
+        >"$dir.join-$i.out" 2>&1 && break
+      [ "$k" = 30 ] && { log "join of node $i failed: $(cat "$dir.join-$i.out")"; return 1; }
+      sleep 1
+    done
+  done
+  "$bin" vault create demo --data-dir "$data" >/dev/null
+  "$bin" principal create bench --data-dir "$data" >"$dir/principal.json"
+  cid=$("$PY" -c "import json,sys;print(json.load(open(sys.argv[1]))['client_id'])" "$dir/principal.json")
+  "$bin" role assign --principal "$cid" --role "Key Vault Administrator" --vault demo \
+    --data-dir "$data" >/dev/null
+  for i in 1 2 3; do wait_http "https://localhost:$((api + i - 1))/readyz" "$dir/ca.pem" 200 60; done
+}

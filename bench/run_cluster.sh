@@ -104,32 +104,13 @@ bao_cli secrets enable -version=2 -path=secret kv >/dev/null
 log "openbao n1 active; n2, n3 joining (autopilot promotes them after its stabilization time)"
 
 # --- Keystead: cluster init, 3 x serve, join, vault + principal -------------------------------
-K="$WORK/keystead"
-"$KS" cluster init --out "$K" --nodes 3 --api-base-port "$KS_API_BASE" \
-  --cluster-base-port "$KS_CLUSTER_BASE" --zones z1,z2,z3 >"$WORK/keystead-init.json"
-if [ -n "${KS_HEARTBEAT_MS:-}${KS_ELECTION_MS:-}" ]; then  # [cluster] is the last section
-  for i in 1 2 3; do
-    [ -n "${KS_HEARTBEAT_MS:-}" ] && echo "heartbeat_ms = $KS_HEARTBEAT_MS" >>"$K/node-$i.toml"
-    [ -n "${KS_ELECTION_MS:-}" ] && echo "election_timeout_ms = [$KS_ELECTION_MS]" >>"$K/node-$i.toml"
-  done
-fi
-for i in 1 2 3; do start_bg "ks-n$i" "$K/node-$i.log" "$KS" serve --config "$K/node-$i.toml"; done
-wait_http "https://localhost:${KS_PORTS[0]}/healthz" "$K/ca.pem" 200 60
-KD="$K/node-1/data"
-for i in 2 3; do  # a joining node serves its API only once it is joined; retry (bounded)
-  for k in $(seq 1 30); do
-    "$KS" cluster join --data-dir "$KD" --node-id "$i" --addr "127.0.0.1:${KS_CPORTS[$((i-1))]}" \
-      --api-addr "127.0.0.1:${KS_PORTS[$((i-1))]}" --zone "z$i" --region region-1 \
-      >"$WORK/keystead-join-$i.out" 2>&1 && break
-    [ "$k" = 30 ] && { log "join of node $i failed: $(cat "$WORK/keystead-join-$i.out")"; exit 1; }
-    sleep 1
-  done
-done
-"$KS" vault create demo --data-dir "$KD" >/dev/null
-"$KS" principal create bench --data-dir "$KD" >"$WORK/keystead-principal.json"
-CID=$("$PY" -c "import json,sys;print(json.load(open(sys.argv[1]))['client_id'])" "$WORK/keystead-principal.json")
-"$KS" role assign --principal "$CID" --role "Key Vault Administrator" --vault demo --data-dir "$KD" >/dev/null
-for i in 1 2 3; do wait_http "https://localhost:${KS_PORTS[$((i-1))]}/readyz" "$K/ca.pem" 200 60; done
+K="$WORK/keystead"; KD="$K/node-1/data"
+ks_start() { start_bg "ks-n$1" "$3" "$KS" serve --config "$2"; }
+KS_CONFIG_EXTRA=""  # raft timing overrides
+[ -n "${KS_HEARTBEAT_MS:-}" ] && KS_CONFIG_EXTRA="heartbeat_ms = $KS_HEARTBEAT_MS"
+[ -n "${KS_ELECTION_MS:-}" ] && KS_CONFIG_EXTRA="$KS_CONFIG_EXTRA
+election_timeout_ms = [$KS_ELECTION_MS]"
+keystead_cluster3 "$KS" "$K" "$KS_API_BASE" "$KS_CLUSTER_BASE" ks_start
 "$KS" cluster status --data-dir "$KD" >"$WORK/keystead-status.json"
 log "keystead up: 3 nodes ($("$KS" --version)), leader $("$PY" -c "import json,sys;print(json.load(open(sys.argv[1]))['leader'])" "$WORK/keystead-status.json")"
 
@@ -155,7 +136,7 @@ json.dump({
   "keystead": {
     "bin": "$KS", "ca": "$K/ca.pem",
     "admin_token": json.load(open("$KD/admin.json"))["token"],
-    "principal": json.load(open(f"{W}/keystead-principal.json")),
+    "principal": json.load(open(f"$K/principal.json")),
     "nodes": [{"id": i + 1, "port": ks_ports[i], "pid": pid(f"ks-n{i+1}"),
                "pid_file": f"{W}/pids/ks-n{i+1}", "config": f"$K/node-{i+1}.toml",
                "log": f"$K/node-{i+1}.log"} for i in range(3)],
