@@ -243,6 +243,12 @@ class Keystead:
         return SecretClient(self.vault_url(vault), credential or self.credential(), connection_verify=self.ca,
                             connection_timeout=10, read_timeout=60)
 
+    def key_client(self, vault: str = "demo"):
+        from azure.keyvault.keys import KeyClient
+
+        return KeyClient(self.vault_url(vault), self.credential(), connection_verify=self.ca,
+                         connection_timeout=10, read_timeout=60)
+
     def principal_client(self, principal: dict, vault: str = "demo"):
         cred = self.credential(principal["client_id"], principal["client_secret"], principal.get("tenant_id"))
         return self.secret_client(vault, cred)
@@ -354,3 +360,29 @@ def env_bin() -> Path:
     if not path.is_absolute():
         path = REPO_ROOT / path
     return path
+
+
+# ------------------------------------------------------------------ plaintext scan
+def encodings(secret: bytes) -> dict:
+    """Byte patterns that would reveal `secret`: raw, hex, and base64/base64url at all 3 alignments."""
+    out = {"raw": secret, "hex": secret.hex().encode(), "HEX": secret.hex().upper().encode()}
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + secret)
+        start = -(-8 * k // 6)                      # first char not touched by the k prefix bytes
+        end = (8 * (k + len(secret))) // 6          # last char fully inside the secret
+        core = enc[start:end]
+        out[f"b64@{k}"] = core
+        out[f"b64url@{k}"] = core.translate(bytes.maketrans(b"+/", b"-_"))
+    return out
+
+
+def scan(paths, needles: dict) -> list:
+    """Return (file, needle label, encoding) for every hit."""
+    patterns = {(label, enc): pat for label, s in needles.items() for enc, pat in encodings(s).items()}
+    hits = []
+    for path in paths:
+        data = Path(path).read_bytes()
+        for (label, enc), pat in patterns.items():
+            if pat in data:
+                hits.append((str(path), label, enc))
+    return hits

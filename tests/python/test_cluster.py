@@ -8,6 +8,7 @@
 - concurrent writes, batched into shared Raft entries on the leader, each get their own answer.
 """
 import json
+import secrets
 import socket
 import ssl
 import threading
@@ -16,7 +17,7 @@ import time
 import pytest
 
 from cluster_helpers import Cluster, Node
-from keystead_helpers import make_session, uniq, wait_until
+from keystead_helpers import make_session, scan, uniq, wait_until
 
 API = "7.6"
 
@@ -373,7 +374,13 @@ def test_replaced_node_catches_up_by_snapshot(keystead_bin, tmp_path):
         dead = next(n for n in c.nodes if n is not leader)
         dead.kill9()
         c.admin("cluster", "remove", str(dead.node_id), via=leader)
-        written = write_one_by_one(c, leader, c.token(leader, principal), "s", 150)
+        token = c.token(leader, principal)
+        # Values the test can look for on the replacement's disk: they reach it only inside
+        # the snapshot, which holds ciphertext only.
+        needles = {f"snap{i}": ("sv-" + secrets.token_urlsafe(24)).encode() for i in range(5)}
+        for name, value in needles.items():
+            assert put_secret(c, leader, token, name, value.decode()).status_code == 200
+        written = write_one_by_one(c, leader, token, "s", 150)
         assert (c.status(leader).get("snapshot") or 0) > 0, "no snapshot was taken"
         c.wipe(dead)
         dead.start()
@@ -384,6 +391,10 @@ def test_replaced_node_catches_up_by_snapshot(keystead_bin, tmp_path):
         assert wait_until(lambda: (c.status(dead).get("last_applied") or 0) >= target, timeout=30)
         assert (c.status(dead).get("snapshot") or 0) > 0, "the replacement did not install a snapshot"
         assert_all_readable(c, dead, c.token(dead, principal), written)
+        files = [p for p in (dead.config.parent / f"node-{dead.node_id}" / "data").rglob("*") if p.is_file()]
+        assert files, "the replacement's data dir holds no files"
+        hits = scan(files, needles)
+        assert not hits, f"secret values in plaintext on the replacement's disk: {hits[:5]}"
     finally:
         c.stop_all()
 

@@ -23,42 +23,17 @@ from pathlib import Path
 
 import requests
 
-from keystead_helpers import make_session, uniq, version_of
+from keystead_helpers import encodings, make_session, scan, uniq, version_of
 
 CRED_FILES = {"dev-credentials.json", "admin.json"}
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 # ---------------------------------------------------------------------------- plaintext scan
-def encodings(secret: bytes) -> dict:
-    """Byte patterns that would reveal `secret`: raw, hex, and base64/base64url at all 3 alignments."""
-    out = {"raw": secret, "hex": secret.hex().encode(), "HEX": secret.hex().upper().encode()}
-    for k in range(3):
-        enc = base64.b64encode(b"\0" * k + secret)
-        start = -(-8 * k // 6)                      # first char not touched by the k prefix bytes
-        end = (8 * (k + len(secret))) // 6          # last char fully inside the secret
-        core = enc[start:end]
-        out[f"b64@{k}"] = core
-        out[f"b64url@{k}"] = core.translate(bytes.maketrans(b"+/", b"-_"))
-    return out
-
-
 def data_files(data_dir: Path):
     for p in sorted(data_dir.rglob("*")):
         if p.is_file() and not (p.parent == data_dir and p.name in CRED_FILES):
             yield p
-
-
-def scan(paths, needles: dict) -> list:
-    """Return (file, needle label, encoding) for every hit."""
-    patterns = {(label, enc): pat for label, s in needles.items() for enc, pat in encodings(s).items()}
-    hits = []
-    for path in paths:
-        data = Path(path).read_bytes()
-        for (label, enc), pat in patterns.items():
-            if pat in data:
-                hits.append((str(path), label, enc))
-    return hits
 
 
 def test_encodings_helper_finds_embedded_base64():
@@ -103,7 +78,32 @@ def populate(ks) -> dict:
 
     p = ks.create_principal()
     needles["principal-secret"] = p["client_secret"].encode()
+    needles.update(import_known_keys(ks))
     return needles
+
+
+def import_known_keys(ks) -> dict:
+    """Import an RSA, an EC and an AES key whose private parts the test knows; return label →
+    private bytes (RSA d, p, q; EC d; AES k). Keys are sealed like secret values."""
+    from azure.keyvault.keys import JsonWebKey
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    def b(i: int, size: int = 0) -> bytes:
+        return i.to_bytes(max(size, (i.bit_length() + 7) // 8), "big")
+
+    keys = ks.key_client()
+    rsa_nums = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    keys.import_key(uniq("plainrsa"), JsonWebKey(
+        kty="RSA", n=b(rsa_nums.public_numbers.n), e=b(rsa_nums.public_numbers.e), d=b(rsa_nums.d),
+        p=b(rsa_nums.p), q=b(rsa_nums.q), dp=b(rsa_nums.dmp1), dq=b(rsa_nums.dmq1), qi=b(rsa_nums.iqmp)))
+    ec_nums = ec.generate_private_key(ec.SECP256R1()).private_numbers()
+    keys.import_key(uniq("plainec"), JsonWebKey(
+        kty="EC", crv="P-256", x=b(ec_nums.public_numbers.x, 32), y=b(ec_nums.public_numbers.y, 32),
+        d=b(ec_nums.private_value, 32)))
+    k = secrets.token_bytes(32)
+    keys.import_key(uniq("plainaes"), JsonWebKey(kty="oct", k=k))
+    return {"rsa-d": b(rsa_nums.d), "rsa-p": b(rsa_nums.p), "rsa-q": b(rsa_nums.q),
+            "ec-d": b(ec_nums.private_value, 32), "aes-k": k}
 
 
 def assert_no_plaintext(ks, needles: dict, when: str):
