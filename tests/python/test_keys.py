@@ -638,6 +638,55 @@ def test_disabled_expired_and_not_yet_valid_keys(keys, raw):
                     "Forbidden", "KeyNotYetValid")
 
 
+def test_key_validity_and_disabling_apply_to_every_operation(keys, raw):
+    """Outside its validity a key still decrypts, unwraps and verifies what it made before (so
+    data sealed under it stays readable), and refuses to encrypt, wrap and sign; disabled, it
+    refuses all six."""
+    name = kname()
+    keys.create_rsa_key(name, size=2048)
+    digest = b64url(hashlib.sha256(b"validity").digest())
+    plain = b64url(os.urandom(32))
+
+    def op(path, **body):
+        return raw.post(f"/keys/{name}/{path}", json=body)
+
+    made = {
+        "encrypt": op("encrypt", alg="RSA-OAEP-256", value=plain),
+        "wrapkey": op("wrapkey", alg="RSA-OAEP-256", value=plain),
+        "sign": op("sign", alg="PS256", value=digest),
+    }
+    for path, r in made.items():
+        assert r.status_code == 200, (path, r.text)
+    reads = {
+        "decrypt": dict(alg="RSA-OAEP-256", value=made["encrypt"].json()["value"]),
+        "unwrapkey": dict(alg="RSA-OAEP-256", value=made["wrapkey"].json()["value"]),
+        "verify": dict(alg="PS256", digest=digest, value=made["sign"].json()["value"]),
+    }
+    makes = {"encrypt": dict(alg="RSA-OAEP-256", value=plain),
+             "wrapkey": dict(alg="RSA-OAEP-256", value=plain),
+             "sign": dict(alg="PS256", value=digest)}
+
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    for attributes, code in ((dict(expires_on=past), "KeyExpired"), (dict(not_before=future), "KeyNotYetValid")):
+        keys.update_key_properties(name, expires_on=attributes.get("expires_on"),
+                                   not_before=attributes.get("not_before"))
+        for path, body in makes.items():
+            assert_kv_error(op(path, **body), 403, "Forbidden", code)
+        for path, body in reads.items():
+            r = op(path, **body)
+            assert r.status_code == 200, (code, path, r.text)
+        assert op("decrypt", **reads["decrypt"]).json()["value"] == plain
+        assert op("unwrapkey", **reads["unwrapkey"]).json()["value"] == plain
+        assert op("verify", **reads["verify"]).json()["value"] is True
+        # Back to valid before the next case (an unset date stays as it was: set wide ones).
+        keys.update_key_properties(name, expires_on=future, not_before=past)
+
+    keys.update_key_properties(name, enabled=False)
+    for path, body in {**makes, **reads}.items():
+        assert_kv_error(op(path, **body), 403, "Forbidden", "KeyDisabled")
+
+
 def test_crypto_user_cannot_create_keys(server, keys):
     principal = server.create_principal()
     server.assign_role(principal["client_id"], "Key Vault Crypto User", "demo")
