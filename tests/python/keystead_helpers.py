@@ -58,8 +58,9 @@ class AdminError(RuntimeError):
 class Keystead:
     """One `keystead dev` process bound to a data directory and a fixed port."""
 
-    def __init__(self, binary: str, base_dir: Path, port: Optional[int] = None):
+    def __init__(self, binary: str, base_dir: Path, port: Optional[int] = None, extra_args=()):
         self.binary = str(binary)
+        self.extra_args = list(extra_args)       # more `keystead dev` flags
         self.base_dir = Path(base_dir)
         self.data_dir = self.base_dir / "data"
         self.log_dir = self.base_dir / "logs"          # outside data_dir on purpose (plaintext scans)
@@ -87,7 +88,8 @@ class Keystead:
                 err.write(marker)
                 err.flush()
                 self.proc = subprocess.Popen(
-                    [self.binary, "dev", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                    [self.binary, "dev", "--data-dir", str(self.data_dir), "--port", str(self.port),
+                     *self.extra_args],
                     stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                 )
             try:

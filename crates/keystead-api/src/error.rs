@@ -19,6 +19,8 @@ pub(crate) enum ApiError {
     NoRoute,
     /// 401 with a challenge; the header value is the `WWW-Authenticate` challenge.
     Challenge { message: String, challenge: String },
+    /// 429: over the vault's throttle limit (`throttle.rs`); `Retry-After` says when to retry.
+    Throttled { message: String, retry_after_s: u64 },
     /// An OAuth2 token-endpoint error (`invalid_client`, `invalid_request`, ...).
     OAuth {
         status: StatusCode,
@@ -85,6 +87,9 @@ fn render(error: &ApiError) -> Rendered {
             error,
             description,
         } => plain(*status, error, description.clone()),
+        ApiError::Throttled { message, .. } => {
+            plain(StatusCode::TOO_MANY_REQUESTS, "Throttled", message.clone())
+        }
         ApiError::Core(core) => render_core(core),
     }
 }
@@ -291,6 +296,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::Throttled { retry_after_s, .. } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
         if let ApiError::Challenge { challenge, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(challenge) {

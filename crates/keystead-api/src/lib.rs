@@ -16,6 +16,8 @@ mod read_only;
 mod request;
 mod router;
 mod secrets;
+mod throttle;
 mod wire;
 
 pub use router::{app, ApiConfig, AppState};
+pub use throttle::{Throttle, ThrottleLimits};

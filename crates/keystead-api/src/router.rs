@@ -31,6 +31,8 @@ pub struct ApiConfig {
 pub struct AppState {
     pub node: Arc<Node>,
     pub config: Arc<ApiConfig>,
+    /// Key Vault's per-vault service limits (429 + `Retry-After`), when configured.
+    pub throttle: Option<Arc<crate::throttle::Throttle>>,
     /// Membership administration, when this node is part of a cluster.
     pub cluster: Option<Arc<dyn keystead_core::cluster::ClusterAdmin>>,
     /// Region roles and replication, when this node belongs to a multi-region deployment.
@@ -145,6 +147,12 @@ async fn vault_request(
     // challenge whatever its path, query or body (the SDKs' first request has neither token
     // nor body).
     let caller = auth::authenticate(state, host, &parts.headers)?;
+    // Counted only once authenticated: anonymous requests (the SDKs' challenge round) cost a
+    // vault nothing.
+    if let Some(throttle) = &state.throttle {
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        throttle.admit(&vault, &parts.method, &segs)?;
+    }
     let body = body?;
     let query = Query::parse(parts.uri.query());
     let method = parts.method.clone();

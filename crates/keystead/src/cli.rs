@@ -226,6 +226,11 @@ pub struct DevArgs {
     /// Vaults are served at `<vault>.<base-domain>:<port>`.
     #[arg(long, default_value = "vault.localhost")]
     pub base_domain: String,
+    /// Key Vault's per-vault service limits, answered 429 + Retry-After: `azure` (Azure's
+    /// published limits), or `secret_create=N,key_create=N,other=N` per 10 seconds (classes
+    /// not named are unlimited). Default: no throttling.
+    #[arg(long)]
+    pub throttle: Option<String>,
 }
 
 /// Where the admin CLI finds the server: `<data-dir>/admin.json`, or explicit overrides.

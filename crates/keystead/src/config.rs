@@ -5,6 +5,7 @@
 //! data_dir = "/var/lib/keystead"
 //! base_domain = "vault.example.com"        # vaults at <name>.vault.example.com
 //! authority_url = "https://vault.example.com:8443"  # optional; default https://localhost:<port>
+//! throttle = "azure"                        # optional: Azure's per-vault limits (429 + Retry-After)
 //! [tls]                                     # optional; default: a local CA in data_dir
 //! cert = "/etc/keystead/tls.pem"
 //! key = "/etc/keystead/tls-key.pem"
@@ -51,6 +52,9 @@ pub struct ServeConfig {
     #[serde(default = "default_base_domain")]
     pub base_domain: String,
     pub authority_url: Option<String>,
+    /// Per-vault service limits, answered 429 + Retry-After: `"azure"`, or
+    /// `"secret_create=N,key_create=N,other=N"` per 10 seconds. Default: no throttling.
+    pub throttle: Option<String>,
     pub tls: Option<TlsConfig>,
     pub kek: KekConfig,
     pub cluster: Option<ClusterConfig>,

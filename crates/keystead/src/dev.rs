@@ -36,6 +36,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         allow_stale_reads: false,
         base_domain: args.base_domain.clone(),
         authority_url: None,
+        throttle: server::throttle_limits(args.throttle.as_deref(), "--throttle")?,
         tls,
     };
     let credentials_path = data_dir.join("dev-credentials.json");

@@ -25,7 +25,19 @@ pub struct Listener {
     pub allow_stale_reads: bool,
     pub base_domain: String,
     pub authority_url: Option<String>,
+    /// Per-vault service limits (429 + Retry-After); none: no throttling.
+    pub throttle: Option<keystead_api::ThrottleLimits>,
     pub tls: TlsMaterial,
+}
+
+/// The throttle limits a `spec` (from the setting or flag `what`) names, if any.
+pub fn throttle_limits(
+    spec: Option<&str>,
+    what: &str,
+) -> Result<Option<keystead_api::ThrottleLimits>, String> {
+    spec.map(keystead_api::ThrottleLimits::parse)
+        .transpose()
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 /// Opens the node in `data_dir` (single-node log).
@@ -80,6 +92,9 @@ pub async fn run(
             authority_url: listener.authority_url.clone(),
             allow_stale_reads: listener.allow_stale_reads,
         }),
+        throttle: listener
+            .throttle
+            .map(|limits| Arc::new(keystead_api::Throttle::new(limits))),
         cluster,
         region,
     };
@@ -182,6 +197,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         allow_stale_reads: config.cluster.as_ref().is_some_and(|c| c.stale_reads),
         base_domain: config.base_domain.clone(),
         authority_url: config.authority_url.clone(),
+        throttle: throttle_limits(config.throttle.as_deref(), "throttle")?,
         tls,
     };
     run(
