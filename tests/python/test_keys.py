@@ -687,6 +687,17 @@ def test_key_validity_and_disabling_apply_to_every_operation(keys, raw):
         assert_kv_error(op(path, **body), 403, "Forbidden", "KeyDisabled")
 
 
+def test_key_attestation_is_refused_clearly(keys, raw):
+    """`GET /keys/{name}/{version}/attestation` is for Managed HSM keys: an existing key gets a
+    400 that says so, a missing one the usual 404."""
+    name = kname()
+    version = keys.create_ec_key(name, curve="P-256").properties.version
+    r = raw.get(f"/keys/{name}/{version}/attestation")
+    assert_kv_error(r, 400, "BadParameter")
+    assert "Managed HSM" in r.json()["error"]["message"]
+    assert_kv_error(raw.get(f"/keys/{kname()}/{version}/attestation"), 404, "KeyNotFound")
+
+
 def test_crypto_user_cannot_create_keys(server, keys):
     principal = server.create_principal()
     server.assign_role(principal["client_id"], "Key Vault Crypto User", "demo")

@@ -59,6 +59,7 @@ pub(crate) async fn route(
         }
         (&Method::GET, ["keys", name] | ["keys", name, ""]) => get(ctx, name, None),
         (&Method::GET, ["keys", name, version]) => get(ctx, name, Some(version)),
+        (&Method::GET, ["keys", name, version, "attestation"]) => attestation(ctx, name, version),
         (&Method::PATCH, ["keys", name] | ["keys", name, ""]) => {
             update(ctx, name, None, body).await
         }
@@ -382,6 +383,16 @@ fn parse_operation(op: &str) -> Option<KeyOperation> {
 
 fn optional(value: &Option<String>) -> Result<Option<Vec<u8>>, ApiError> {
     value.as_deref().map(decode_base64url).transpose()
+}
+
+/// `GET /keys/{name}/{version}/attestation` (7.6+): Managed HSM keys only. The key is looked
+/// up first, so a missing key or a caller without access is told so; an existing one gets a
+/// clear refusal rather than a 404 that reads like a missing key.
+fn attestation(ctx: &VaultCtx<'_>, name: &str, version: &str) -> Result<Response, ApiError> {
+    get(ctx, name, Some(version))?;
+    Err(bad(
+        "Key attestation is available only for keys in a Managed HSM; Keystead keys are software-protected.",
+    ))
 }
 
 async fn operation(
