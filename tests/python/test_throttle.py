@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from keystead_helpers import Keystead, uniq
+from keystead_helpers import Keystead, make_session, uniq
 
 
 @pytest.fixture
@@ -46,6 +46,11 @@ def test_over_a_limit_is_429_with_retry_after_per_vault_and_class(throttled):
     # The challenge round of an unauthenticated request is not counted, nor throttled.
     anonymous = throttled.raw("demo", token="", keep_after_error=True)
     assert anonymous.get("/secrets/t0").status_code == 401
+    # What an operator sees: refusals by vault and class.
+    metrics = make_session(throttled.ca).get(f"https://localhost:{throttled.port}/metrics", timeout=10).text
+    assert 'keystead_throttled_requests_total{vault="demo",class="secret_create"} 1\n' in metrics, metrics
+    assert 'keystead_throttled_requests_total{vault="demo",class="other"} 6\n' in metrics, metrics
+    assert 'keystead_throttled_requests_total{vault="calm",class="other"} 0\n' in metrics, metrics
 
 
 def test_the_sdk_waits_out_retry_after_and_succeeds(throttled):

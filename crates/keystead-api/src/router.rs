@@ -293,9 +293,18 @@ async fn service_request(
     }
 }
 
-/// Prometheus text: region role, epoch and replication lag (what an operator alerts on).
+/// Prometheus text: region role, epoch and replication lag (what an operator alerts on), and
+/// requests refused by throttling.
 fn metrics(state: &AppState) -> Response {
     let mut out = String::new();
+    if let Some(throttle) = &state.throttle {
+        out.push_str("# TYPE keystead_throttled_requests_total counter\n");
+        for (vault, class, refused) in throttle.refusals() {
+            out.push_str(&format!(
+                "keystead_throttled_requests_total{{vault=\"{vault}\",class=\"{class}\"}} {refused}\n"
+            ));
+        }
+    }
     if let Some(view) = state.region.as_ref().and_then(|r| r.view()) {
         let labels = format!("region=\"{}\"", view.region);
         let primary = u8::from(view.role == keystead_model::RegionRole::Primary);

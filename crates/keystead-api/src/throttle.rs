@@ -95,6 +95,15 @@ impl Class {
         }
     }
 
+    /// The class's label in `/metrics`.
+    fn label(self) -> &'static str {
+        match self {
+            Class::SecretCreate => "secret_create",
+            Class::KeyCreate => "key_create",
+            Class::Other => "other",
+        }
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Class::SecretCreate => "secret creations",
@@ -107,6 +116,8 @@ impl Class {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Requests refused so far (for `/metrics`).
+    refused: u64,
 }
 
 /// The buckets of every vault and class this node has seen.
@@ -121,6 +132,17 @@ impl Throttle {
             limits,
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Requests refused so far, by vault and class (`/metrics`), in a stable order.
+    pub(crate) fn refusals(&self) -> Vec<(String, &'static str, u64)> {
+        let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = buckets
+            .iter()
+            .map(|((vault, class), bucket)| (vault.to_string(), class.label(), bucket.refused))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Takes one transaction from `vault`'s bucket for this request's class, or refuses with
@@ -151,6 +173,7 @@ impl Throttle {
         let bucket = buckets.entry((vault.clone(), class)).or_insert(Bucket {
             tokens: capacity,
             at: now,
+            refused: 0,
         });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
@@ -159,6 +182,7 @@ impl Throttle {
             bucket.tokens -= 1.0;
             return Ok(());
         }
+        bucket.refused += 1;
         let retry_after_s = ((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u64;
         Err(ApiError::Throttled {
             message: format!(
@@ -222,6 +246,13 @@ mod tests {
         assert!(get(&demo, t0 + Duration::from_secs(2)).is_err());
         // Per vault, and secret creations are unlimited here.
         assert!(get(&other, t0).is_ok());
+        assert_eq!(
+            throttle.refusals(),
+            vec![
+                ("demo".to_string(), "other", 12),
+                ("other".to_string(), "other", 0)
+            ]
+        );
         assert!(throttle
             .admit_at(&demo, &Method::PUT, &["secrets", "a"], t0)
             .is_ok());
