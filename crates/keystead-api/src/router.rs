@@ -136,7 +136,8 @@ async fn vault_request(
     // keep-alive connection reusable (reading is not parsing). Only restore requests may carry
     // large backup blobs.
     let segs = segments(req.uri().path());
-    let limit = if segs.last().map(String::as_str) == Some("restore") {
+    let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let limit = if seg_refs.last() == Some(&"restore") {
         MAX_RESTORE_BODY_BYTES
     } else {
         MAX_BODY_BYTES
@@ -150,8 +151,7 @@ async fn vault_request(
     // Counted only once authenticated: anonymous requests (the SDKs' challenge round) cost a
     // vault nothing.
     if let Some(throttle) = &state.throttle {
-        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        throttle.admit(&vault, &parts.method, &segs)?;
+        throttle.admit(&vault, &parts.method, &seg_refs)?;
     }
     let body = body?;
     let query = Query::parse(parts.uri.query());
@@ -181,7 +181,7 @@ async fn vault_request(
         query,
         api_version,
     };
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let segs = seg_refs;
     // Commands proposed while handling this request are attributed to the caller.
     let caller = ctx.caller.client_id.clone();
     let routed = keystead_core::origin::scope(caller, async {

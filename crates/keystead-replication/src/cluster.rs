@@ -110,7 +110,7 @@ impl ClusterNode {
         let peers = Arc::new(StreamClient::new(&tls, settings.source_ip)?);
         let lease = Arc::new(LeaderLease::new(
             settings.node_id,
-            std::time::Duration::from_millis(config.election_timeout_max),
+            election_timeout_max,
             settings.lease_reads,
         ));
         let early = EarlyAppend::new(settings.node_id, Arc::new(StreamEarlySender(peers.clone())));

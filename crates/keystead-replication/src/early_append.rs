@@ -30,7 +30,8 @@
 //! under load this adds no queue.
 
 use crate::types::{Entry, LogId, NodeInfo, Raft, TypeConfig, Vote};
-use openraft::raft::AppendEntriesRequest;
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +52,21 @@ pub enum EarlyOutcome {
     Failed,
 }
 
+impl EarlyOutcome {
+    /// What an append-entries answer (or the failure to get one) means for an early append.
+    pub fn of_answer<E>(
+        answer: Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, E>,
+    ) -> Self {
+        match answer {
+            Ok(Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_))) => {
+                EarlyOutcome::Accepted
+            }
+            Ok(Ok(_)) => EarlyOutcome::Refused,
+            Ok(Err(_)) | Err(_) => EarlyOutcome::Failed,
+        }
+    }
+}
+
 pub type EarlySend = Pin<Box<dyn Future<Output = EarlyOutcome> + Send>>;
 
 /// How early appends reach a node: the node transport in production, the simulation's
@@ -65,7 +81,8 @@ pub struct EarlyCounts {
     pub accepted: u64,
     pub refused: u64,
     pub failed: u64,
-    /// Not sent: the follower was still busy with the previous one.
+    /// Not sent: a follower was still busy with the previous one (counted per follower left
+    /// out, see [`EarlyAppend::send`]).
     pub skipped: u64,
 }
 

@@ -114,14 +114,14 @@ impl LogStore {
     /// Starts an early append of `entries` if this node appends them as leader and the entry
     /// before them is in the log's in-memory tail (its log id is the request's previous entry:
     /// exactly what this leader's log holds there, as openraft's own replication would send).
-    fn send_early(&self, entries: &[Entry]) -> bool {
+    fn send_early(&self, entries: Vec<Entry>) -> bool {
         let Some(early) = &self.early else {
             return false;
         };
         let Some(vote) = *self.vote.lock().unwrap_or_else(PoisonError::into_inner) else {
             return false;
         };
-        if !early.leads_for(&vote, entries) {
+        if !early.leads_for(&vote, &entries) {
             return false;
         }
         let Some(prev_index) = entries[0].log_id.index.checked_sub(1) else {
@@ -140,7 +140,7 @@ impl LogStore {
         else {
             return false;
         };
-        early.send(vote, prev, entries.to_vec())
+        early.send(vote, prev, entries)
     }
 
     /// The log id of an encoded entry, without decoding its payload.
@@ -315,7 +315,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // sends leave now: the append's fsync runs on this worker thread (`blocking.rs`), and
         // a task just spawned here would otherwise wait for it (tokio's LIFO slot is not
         // stolen by the other workers).
-        if self.send_early(&entries) {
+        if self.send_early(entries) {
             tokio::task::yield_now().await;
         }
         let write_hint = self

@@ -235,12 +235,7 @@ impl EarlySender for StreamEarlySender {
                 client
                     .call(&addr, Kind::Append, &request, EARLY_APPEND_TIMEOUT)
                     .await;
-            match answer {
-                Ok(Ok(AppendEntriesResponse::Success)) => EarlyOutcome::Accepted,
-                Ok(Ok(AppendEntriesResponse::PartialSuccess(_))) => EarlyOutcome::Accepted,
-                Ok(Ok(_)) => EarlyOutcome::Refused,
-                Ok(Err(_)) | Err(_) => EarlyOutcome::Failed,
-            }
+            EarlyOutcome::of_answer(answer)
         })
     }
 }

@@ -424,12 +424,7 @@ impl EarlySender for SimEarlySender {
         Box::pin(async move {
             let answer: Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, CallError> =
                 call(&addr, &Request::Append(request), Duration::from_millis(500)).await;
-            match answer {
-                Ok(Ok(AppendEntriesResponse::Success))
-                | Ok(Ok(AppendEntriesResponse::PartialSuccess(_))) => EarlyOutcome::Accepted,
-                Ok(Ok(_)) => EarlyOutcome::Refused,
-                Ok(Err(_)) | Err(_) => EarlyOutcome::Failed,
-            }
+            EarlyOutcome::of_answer(answer)
         })
     }
 }
