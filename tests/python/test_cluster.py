@@ -125,25 +125,30 @@ def test_follower_forwards_writes_and_serves_linearizable_reads(cluster):
         assert latest.json()["id"].endswith(version)
 
 
-def test_the_leader_sends_entries_early_and_followers_take_them(cluster):
+def test_the_leader_sends_entries_early_and_followers_take_them(keystead_bin, tmp_path):
     """Early appends (early_append.rs): the leader sends each new entry to the followers as its
     own log append starts, so their fsyncs overlap its own. The followers must take them (the
     previous entry's log id the leader sends has to match theirs), only the leader sends any,
     and every write reads back on every node."""
-    principal = cluster.setup_vault()
-    leader = cluster.leader()
-    before = cluster.status(leader)["early_appends"]["accepted"]
-    written = write_one_by_one(cluster, leader, cluster.token(leader, principal), "early-", 30)
-    early = cluster.status(leader)["early_appends"]
-    # Two followers and 30 lone writes: 60 could be taken; a follower still busy with the
-    # previous one is skipped, so ask for half.
-    assert early["accepted"] - before >= 30, early
-    assert early["failed"] == 0, early
-    for node in cluster.nodes:
-        if node is not leader:
-            sent = cluster.status(node)["early_appends"]
-            assert sum(sent.values()) == 0, f"follower {node.node_id} sent early appends: {sent}"
-        assert_all_readable(cluster, node, cluster.token(node, principal), written)
+    cluster = Cluster(keystead_bin, tmp_path / "cluster", extra_cluster_config="early_appends = true\n")
+    try:
+        cluster.start_all()
+        principal = cluster.setup_vault()
+        leader = cluster.leader()
+        before = cluster.status(leader)["early_appends"]["accepted"]
+        written = write_one_by_one(cluster, leader, cluster.token(leader, principal), "early-", 30)
+        early = cluster.status(leader)["early_appends"]
+        # Two followers and 30 lone writes: 60 could be taken; a follower still busy with the
+        # previous one is skipped, so ask for half.
+        assert early["accepted"] - before >= 30, early
+        assert early["failed"] == 0, early
+        for node in cluster.nodes:
+            if node is not leader:
+                sent = cluster.status(node)["early_appends"]
+                assert sum(sent.values()) == 0, f"follower {node.node_id} sent early appends: {sent}"
+            assert_all_readable(cluster, node, cluster.token(node, principal), written)
+    finally:
+        cluster.stop_all()
 
 
 def test_concurrent_writes_each_get_their_own_answer(cluster):

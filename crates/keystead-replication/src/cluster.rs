@@ -33,6 +33,9 @@ pub struct ClusterSettings {
     /// Let the leader answer read indexes from its lease (`leader_lease.rs`) instead of a
     /// heartbeat round each time.
     pub lease_reads: bool,
+    /// Send the leader's new entries early (`early_append.rs`); off by default until the
+    /// simulation failure described in `docs/simulation.md` is explained.
+    pub early_appends: bool,
 }
 
 /// How long a node that starts into a cluster of several voters waits to hear from a leader
@@ -118,9 +121,14 @@ impl ClusterNode {
             settings.node_id,
             Arc::new(config),
             Network::new(peers.clone(), lease.clone()),
-            LogStore::open(log_file.clone(), store.clone())
-                .map_err(|e| format!("opening the raft log: {e}"))?
-                .with_early_append(early.clone()),
+            {
+                let log_store = LogStore::open(log_file.clone(), store.clone())
+                    .map_err(|e| format!("opening the raft log: {e}"))?;
+                match settings.early_appends {
+                    true => log_store.with_early_append(early.clone()),
+                    false => log_store,
+                }
+            },
             StateMachine::new(store, log_file),
         )
         .await

@@ -369,6 +369,7 @@ async fn start_cluster_member(
         source_ip: cluster.source_ip,
         snapshot_logs: cluster.snapshot_logs,
         lease_reads: cluster.lease_reads,
+        early_appends: cluster.early_appends,
     };
     let log_file = keystead_replication::open_log_file(&config.data_dir, &store)?;
     let member = ClusterNode::start(settings, store, log_file, peer_tls.clone()).await?;
