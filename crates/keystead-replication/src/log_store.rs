@@ -73,28 +73,25 @@ impl LogStore {
     /// not the one the state applied, no entry in the log is known to be committed (Raft's log
     /// matching: an entry that differs at one index differs at every later one too), so the
     /// log is emptied and purged to the applied position, and Raft refills it from the leader.
+    /// A state that has applied nothing beside a purged log (a new node's first snapshot,
+    /// interrupted) gets an empty log with no purge point.
+    ///
+    /// Then the log must run without a hole to its last entry. A follower gets one when it
+    /// accepts entries that follow a snapshot before the snapshot's install has committed
+    /// (openraft counts the snapshot's last entry as held as soon as it hands the snapshot to
+    /// the state machine, and early appends reach a follower whatever its replication is
+    /// doing) and then crashes before the install commits: its log keeps its old entries and
+    /// the new ones, with the snapshot's between them missing. A leader reading across that
+    /// hole would send entries that do not follow the previous entry it names. The entries
+    /// after the hole were never acknowledged to the leader (openraft's replication to the
+    /// follower waits for the install's answer, and an early append's answer counts for
+    /// nothing), so they are cut off, and Raft sends them again. Last, a committed-position
+    /// hint the log no longer holds (written with one of those entries) is dropped: openraft
+    /// re-applies the log up to the hint at start-up.
     pub fn open(log: Arc<RaftLogFile>, state: Arc<Store>) -> Result<LogStore, StorageError> {
-        let (applied, _) = StateMachine::applied(&state)?;
-        if let Some(applied) = applied {
-            let purged: Option<LogId> = LogStore::meta(&log, LAST_PURGED)?;
-            let agrees = match log
-                .get(applied.index)
-                .map_err(|e| io_error(StorageIOError::read_logs, e))?
-            {
-                Some(bytes) => LogStore::decode(&bytes)?.log_id == applied,
-                None => false,
-            };
-            if purged.is_none_or(|purged| purged.index < applied.index) && !agrees {
-                let bytes = serde_json::to_vec(&Some(applied))
-                    .map_err(|e| io_error(StorageIOError::write_logs, e))?;
-                log.reset_to(applied.index, LAST_PURGED, &bytes)
-                    .map_err(|e| io_error(StorageIOError::write_logs, e))?;
-                tracing::warn!(
-                    applied = applied.index,
-                    "the Raft log disagreed with the installed snapshot (a crash during its install): emptied it"
-                );
-            }
-        }
+        LogStore::reconcile_with_state(&log, &state)?;
+        LogStore::cut_at_hole(&log)?;
+        LogStore::check_committed_hint(&log, &state)?;
         Ok(LogStore {
             log,
             state,
@@ -103,6 +100,94 @@ impl LogStore {
             vote: Arc::new(Mutex::new(None)),
             early: None,
         })
+    }
+
+    /// Empties a log that disagrees with the installed snapshot (see [`LogStore::open`]).
+    fn reconcile_with_state(log: &RaftLogFile, state: &Store) -> Result<(), StorageError> {
+        let (applied, _) = StateMachine::applied(state)?;
+        let Some(applied) = applied else {
+            // A node that has applied nothing has no purged log, unless openraft purged it for
+            // the node's first snapshot (it asks for that purge before the install runs, and
+            // the rule that a purge stops at the state's applied position has nothing to stop
+            // at) and a crash interrupted the install. The entries after the purge point were
+            // accepted only by early appends, whose answers count for nothing (openraft's
+            // replication waits for the install's answer), so the log starts over, empty.
+            let purged: Option<Option<LogId>> = LogStore::meta(log, LAST_PURGED)?;
+            if let Some(purged) = purged.flatten() {
+                log.clear(LAST_PURGED)
+                    .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+                tracing::warn!(
+                    purged = purged.index,
+                    "the Raft log was purged for a snapshot whose install a crash interrupted, on a node that had applied nothing: emptied it"
+                );
+            }
+            return Ok(());
+        };
+        let purged: Option<LogId> = LogStore::meta(log, LAST_PURGED)?;
+        let agrees = match log
+            .get(applied.index)
+            .map_err(|e| io_error(StorageIOError::read_logs, e))?
+        {
+            Some(bytes) => LogStore::decode(&bytes)?.log_id == applied,
+            None => false,
+        };
+        if purged.is_none_or(|purged| purged.index < applied.index) && !agrees {
+            let bytes = serde_json::to_vec(&Some(applied))
+                .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+            log.reset_to(applied.index, LAST_PURGED, &bytes)
+                .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+            tracing::warn!(
+                applied = applied.index,
+                "the Raft log disagreed with the installed snapshot (a crash during its install): emptied it"
+            );
+        }
+        Ok(())
+    }
+
+    /// Cuts the log at its first hole, if it has one (see [`LogStore::open`]).
+    fn cut_at_hole(log: &RaftLogFile) -> Result<(), StorageError> {
+        let hole = log
+            .first_gap()
+            .map_err(|e| io_error(StorageIOError::read_logs, e))?;
+        if let Some(hole) = hole {
+            log.truncate(hole)
+                .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+            tracing::warn!(
+                missing = hole,
+                "the Raft log had entries after a hole (entries that followed a snapshot whose install a crash interrupted): cut them off"
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops a committed-position hint past the applied position that names an entry the log
+    /// does not hold (see [`LogStore::open`]).
+    fn check_committed_hint(log: &RaftLogFile, state: &Store) -> Result<(), StorageError> {
+        let Some(hint) = LogStore::meta::<Option<LogId>>(log, COMMITTED)?.flatten() else {
+            return Ok(());
+        };
+        let (applied, _) = StateMachine::applied(state)?;
+        if applied.is_some_and(|applied| applied.index >= hint.index) {
+            return Ok(());
+        }
+        let held = match log
+            .get(hint.index)
+            .map_err(|e| io_error(StorageIOError::read_logs, e))?
+        {
+            Some(bytes) => LogStore::decode(&bytes)?.log_id == hint,
+            None => false,
+        };
+        if !held {
+            let none = serde_json::to_vec(&None::<LogId>)
+                .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+            log.meta_put(COMMITTED, &none)
+                .map_err(|e| io_error(StorageIOError::write_logs, e))?;
+            tracing::warn!(
+                hint = hint.index,
+                "the committed-position hint named an entry the Raft log does not hold: dropped it"
+            );
+        }
+        Ok(())
     }
 
     /// Sends this node's appends as leader early to the followers (`early_append.rs`).
@@ -209,6 +294,38 @@ impl RaftLogReader<TypeConfig> for LogStore {
             LogStore::decode_rows(&rows)
         })
         .await
+    }
+
+    /// What openraft's replication sends as the entries that follow the entry before `start`:
+    /// so only entries that begin at `start` and run without a hole, or a follower would
+    /// append them at indexes its log does not reach, leaving a hole in its own log (openraft's
+    /// debug build asserts on such a request; a release build does not check). A read can find
+    /// `start` gone: a replication task of a node that has just stopped leading makes one last
+    /// read, and the node, now a follower, purges its log without regard to it (only a leader
+    /// keeps what its replication still needs). The simulation found that request, sent under
+    /// the old term to a follower that had not yet heard of the new one. Such a read gives the
+    /// entries up to the first missing one, or none (openraft then sends a heartbeat).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut entries = self.try_get_log_entries(start..end).await?;
+        let consecutive = entries
+            .iter()
+            .zip(start..)
+            .take_while(|(entry, index)| entry.log_id.index == *index)
+            .count();
+        if consecutive < entries.len() {
+            tracing::warn!(
+                start,
+                end,
+                missing = start.saturating_add(consecutive as u64),
+                "a replication read found the Raft log purged under it (a node that has just stopped leading): sending only what precedes the missing entry"
+            );
+            entries.truncate(consecutive);
+        }
+        Ok(entries)
     }
 }
 

@@ -242,6 +242,43 @@ impl RaftLogFile {
         Ok(last)
     }
 
+    /// The first index missing from the log while a later entry is present, if any: the log's
+    /// entries should run without a hole from its purge point (or, never purged, its first
+    /// entry) to its last. The replication crate cuts a log found with a hole at open (see its
+    /// `LogStore::open` for how one comes about).
+    pub fn first_gap(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let purged = get_index(&txn.open_table(RAFT_META)?, PURGED_INDEX)?;
+        let log = txn.open_table(RAFT_LOG)?;
+        let mut expected = purged.and_then(|purged| purged.checked_add(1));
+        for row in log.iter()? {
+            let index = row?.0.value();
+            match expected {
+                Some(expected) if index > expected => return Ok(Some(expected)),
+                Some(expected) if index < expected => continue,
+                _ => {}
+            }
+            expected = index.checked_add(1);
+        }
+        Ok(None)
+    }
+
+    /// Drops every entry and the purge point (`purged_key` and the store's own), in one durable
+    /// commit: the log of a node that has applied nothing, found purged at open (see the
+    /// replication crate's `LogStore::open`).
+    pub fn clear(&self, purged_key: &str) -> Result<(), StoreError> {
+        self.tail.clear();
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(RAFT_META)?;
+            meta.remove(purged_key)?;
+            meta.remove(PURGED_INDEX)?;
+            txn.open_table(RAFT_LOG)?.retain(|_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Removes entries with index `>= from` (conflicting suffix), durably.
     pub fn truncate(&self, from: u64) -> Result<(), StoreError> {
         self.tail.remove_from(from);

@@ -196,3 +196,44 @@ fn the_log_is_purged_only_as_far_as_the_state_is_durable() {
     assert!(log.purge(&store, 3, "purged", b"3").unwrap());
     assert_eq!(log.meta_get("purged").unwrap(), Some(b"5".to_vec()));
 }
+
+#[test]
+fn a_hole_in_the_log_is_found_after_the_purge_point_and_before_the_last_entry() {
+    let disk = SimDisk::new();
+    let (store, log) = open_on(&disk);
+    assert_eq!(log.first_gap().unwrap(), None, "empty");
+    let rows = |indexes: &[u64]| -> Vec<(u64, Vec<u8>)> {
+        indexes.iter().map(|i| (*i, vec![*i as u8])).collect()
+    };
+    log.append(&rows(&[1, 2, 3, 4]), &[]).unwrap();
+    assert_eq!(log.first_gap().unwrap(), None, "never purged, no hole");
+    // Entries appended past a hole: what a follower's log holds if it accepted entries that
+    // follow a snapshot whose install did not finish.
+    log.append(&rows(&[7, 8]), &[]).unwrap();
+    assert_eq!(log.first_gap().unwrap(), Some(5));
+    log.truncate(5).unwrap();
+    assert_eq!(log.first_gap().unwrap(), None);
+
+    for index in 1..=3 {
+        apply(&store, index);
+    }
+    assert!(log.purge(&store, 2, "purged", b"2").unwrap());
+    assert_eq!(indexes(&log), vec![3, 4]);
+    assert_eq!(
+        log.first_gap().unwrap(),
+        None,
+        "purged up to the first entry"
+    );
+    log.truncate(3).unwrap();
+    log.append(&rows(&[4]), &[]).unwrap();
+    assert_eq!(
+        log.first_gap().unwrap(),
+        Some(3),
+        "the entry after the purge point is missing"
+    );
+
+    log.clear("purged").unwrap();
+    assert!(indexes(&log).is_empty());
+    assert_eq!(log.meta_get("purged").unwrap(), None);
+    assert_eq!(log.first_gap().unwrap(), None);
+}
