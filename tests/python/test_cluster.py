@@ -125,27 +125,39 @@ def test_follower_forwards_writes_and_serves_linearizable_reads(cluster):
         assert latest.json()["id"].endswith(version)
 
 
-def test_the_leader_sends_entries_early_and_followers_take_them(keystead_bin, tmp_path):
-    """Early appends (early_append.rs): the leader sends each new entry to the followers as its
-    own log append starts, so their fsyncs overlap its own. The followers must take them (the
-    previous entry's log id the leader sends has to match theirs), only the leader sends any,
-    and every write reads back on every node."""
-    cluster = Cluster(keystead_bin, tmp_path / "cluster", extra_cluster_config="early_appends = true\n")
+def test_the_leader_sends_entries_early_and_followers_take_them(cluster):
+    """Early appends (early_append.rs), on by default: the leader sends each new entry to the
+    followers as its own log append starts, so their fsyncs overlap its own. The followers must
+    take them (the previous entry's log id the leader sends has to match theirs), only the
+    leader sends any, and every write reads back on every node."""
+    principal = cluster.setup_vault()
+    leader = cluster.leader()
+    before = cluster.status(leader)["early_appends"]["accepted"]
+    written = write_one_by_one(cluster, leader, cluster.token(leader, principal), "early-", 30)
+    early = cluster.status(leader)["early_appends"]
+    # Two followers and 30 lone writes: 60 could be taken; a follower still busy with the
+    # previous one is skipped, so ask for half.
+    assert early["accepted"] - before >= 30, early
+    assert early["failed"] == 0, early
+    for node in cluster.nodes:
+        if node is not leader:
+            sent = cluster.status(node)["early_appends"]
+            assert sum(sent.values()) == 0, f"follower {node.node_id} sent early appends: {sent}"
+        assert_all_readable(cluster, node, cluster.token(node, principal), written)
+
+
+def test_with_early_appends_off_the_leader_sends_none(keystead_bin, tmp_path):
+    """`[cluster] early_appends = false`: replication is openraft's alone, and writes still
+    reach every node."""
+    cluster = Cluster(keystead_bin, tmp_path / "cluster", extra_cluster_config="early_appends = false\n")
     try:
         cluster.start_all()
         principal = cluster.setup_vault()
         leader = cluster.leader()
-        before = cluster.status(leader)["early_appends"]["accepted"]
-        written = write_one_by_one(cluster, leader, cluster.token(leader, principal), "early-", 30)
-        early = cluster.status(leader)["early_appends"]
-        # Two followers and 30 lone writes: 60 could be taken; a follower still busy with the
-        # previous one is skipped, so ask for half.
-        assert early["accepted"] - before >= 30, early
-        assert early["failed"] == 0, early
+        written = write_one_by_one(cluster, leader, cluster.token(leader, principal), "late-", 10)
         for node in cluster.nodes:
-            if node is not leader:
-                sent = cluster.status(node)["early_appends"]
-                assert sum(sent.values()) == 0, f"follower {node.node_id} sent early appends: {sent}"
+            sent = cluster.status(node)["early_appends"]
+            assert sum(sent.values()) == 0, f"node {node.node_id} sent early appends: {sent}"
             assert_all_readable(cluster, node, cluster.token(node, principal), written)
     finally:
         cluster.stop_all()

@@ -33,8 +33,7 @@ pub struct ClusterSettings {
     /// Let the leader answer read indexes from its lease (`leader_lease.rs`) instead of a
     /// heartbeat round each time.
     pub lease_reads: bool,
-    /// Send the leader's new entries early (`early_append.rs`); off by default until the
-    /// simulation failure described in `docs/simulation.md` is explained.
+    /// Send the leader's new entries early (`early_append.rs`).
     pub early_appends: bool,
 }
 

@@ -9,7 +9,8 @@
 //! read the writers' secrets all the while, through the production read path (leader lease,
 //! else a heartbeat round), and their history must be linearizable (`reads.rs`).
 //!
-//! `KEYSTEAD_SIM_SEEDS=N` runs seeds 0..N (default 16); `KEYSTEAD_SIM_SEED=s` runs seed `s` only
+//! `KEYSTEAD_SIM_SEEDS=N` runs seeds 0..N (default 16), `KEYSTEAD_SIM_SEEDS=A..B` seeds A..B;
+//! `KEYSTEAD_SIM_SEED=s` runs seed `s` only
 //! (what a failing run prints). Design, fault model and limits: `docs/simulation.md`.
 //!
 //! Determinism, honestly: all time is simulated, and the seed fixes the fault schedule (when
@@ -62,10 +63,16 @@ fn replication_keeps_acknowledged_writes_through_partitions_crashes_and_power_lo
     let seeds: Vec<u64> = match std::env::var("KEYSTEAD_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("KEYSTEAD_SIM_SEED is a number")],
         Err(_) => {
-            let count = std::env::var("KEYSTEAD_SIM_SEEDS")
-                .map(|n| n.parse().expect("KEYSTEAD_SIM_SEEDS is a number"))
-                .unwrap_or(16);
-            (0..count).collect()
+            let seeds = std::env::var("KEYSTEAD_SIM_SEEDS").unwrap_or_else(|_| "16".into());
+            let (from, to) = match seeds.split_once("..") {
+                Some((from, to)) => (from, to),
+                None => ("0", seeds.as_str()),
+            };
+            let number = |n: &str| -> u64 {
+                n.parse()
+                    .expect("KEYSTEAD_SIM_SEEDS is a count N or a range A..B")
+            };
+            (number(from)..number(to)).collect()
         }
     };
     // A panic inside a node's task (openraft checks its storage's answers with assertions) is
