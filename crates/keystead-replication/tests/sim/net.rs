@@ -378,12 +378,31 @@ impl Connection {
     }
 }
 
+/// Every append-entries request a node sends, whatever its term: its entries follow its
+/// previous entry, one index after another. A receiver checks this (openraft asserts) only for
+/// requests whose vote it accepts, so a malformed request under an old term would mostly go
+/// unnoticed there; checked here, a panic fails the seed (a leader reading its log across a
+/// purge sent such requests, `docs/simulation.md`, "Found").
+fn assert_entries_follow(request: &AppendEntriesRequest<TypeConfig>, sender: &str) {
+    let first = request.prev_log_id.map_or(0, |prev| prev.index + 1);
+    let indexes: Vec<u64> = request.entries.iter().map(|e| e.log_id.index).collect();
+    assert!(
+        indexes
+            .iter()
+            .copied()
+            .eq(first..first + indexes.len() as u64),
+        "{sender} sent entries {indexes:?} after previous entry {:?}",
+        request.prev_log_id
+    );
+}
+
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
+        assert_entries_follow(&rpc, "replication");
         // As `network.rs`: the send time is read before the request leaves.
         let sent = tokio::time::Instant::now();
         let vote = rpc.vote;
@@ -420,6 +439,7 @@ pub struct SimEarlySender;
 
 impl EarlySender for SimEarlySender {
     fn send(&self, node: &NodeInfo, request: AppendEntriesRequest<TypeConfig>) -> EarlySend {
+        assert_entries_follow(&request, "early append");
         let addr = node.addr.clone();
         Box::pin(async move {
             let answer: Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, CallError> =
