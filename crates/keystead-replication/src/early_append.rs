@@ -17,7 +17,8 @@
 //! to arrive late, twice or out of order. The leader still counts itself towards a commit only
 //! once its own append is durable: openraft's flush callback is untouched. What is new is that
 //! a follower may hold an entry the leader lost in a crash before its fsync; that entry is
-//! uncommitted, and Raft treats it like any entry of a leader that failed. The one thing this
+//! uncommitted, and Raft treats it like any entry of a leader that failed (the simulation makes
+//! that happen several times a seed and checks every acknowledged write, `docs/simulation.md`). The one thing this
 //! relies on beyond Raft is that a restarted leader never leads the same term again (it would
 //! then append a *different* entry under the same log id): `LogStore::read_vote` hands openraft
 //! the saved vote uncommitted, so a restarted node leads again only after an election, which

@@ -30,7 +30,7 @@ mod reads;
 mod workload;
 
 use keystead_model::ObjectKind;
-use keystead_replication::types::LogId;
+use keystead_replication::types::{Entry, LogId};
 use keystead_store::sim_disk::SimDisk;
 use keystead_store::Store;
 use net::NetStats;
@@ -196,6 +196,7 @@ const FOLLOWER_READS: &str = "of them on a follower";
 const LEASE_READS: &str = "read indexes from the leader lease";
 const HEARTBEAT_READS: &str = "declined (not leading, or no lease: a heartbeat round)";
 const EARLY: &str = "early appends accepted by followers";
+const LEADER_LOST: &str = "crashed leaders that lost an entry a follower held";
 
 impl Counts {
     fn new() -> Counts {
@@ -221,6 +222,7 @@ impl Counts {
             LEASE_READS,
             HEARTBEAT_READS,
             EARLY,
+            LEADER_LOST,
         ] {
             counts.add(name, 0);
         }
@@ -293,6 +295,9 @@ struct World<'a> {
     lease_counts: (u64, u64),
     /// Early appends accepted by followers, of boots that have crashed.
     early_accepted: u64,
+    /// Leaders that crashed while a follower's log ended in one of their entries, with the
+    /// highest such index: the leader's next boot shows whether it lost that entry.
+    crashed_leaders: BTreeMap<u64, u64>,
     faults: Counts,
     /// What happened when, for the failure message of a read found not linearizable.
     events: Vec<(Duration, String)>,
@@ -353,6 +358,7 @@ impl World<'_> {
             shared_writes: 0,
             lease_counts: (0, 0),
             early_accepted: 0,
+            crashed_leaders: BTreeMap::new(),
             applied: BTreeMap::new(),
             new_leader: false,
             faults: Counts::new(),
@@ -372,6 +378,7 @@ impl World<'_> {
             .step()
             .map_err(|e| format!("at {:?}: {e}", self.now()))?;
         self.observe()?;
+        self.check_crashed_leaders();
         Ok(done)
     }
 
@@ -602,6 +609,9 @@ impl World<'_> {
     /// boots again on what the disk kept.
     fn crash(&mut self, id: u64, how: Crash) -> Result<(), String> {
         self.event(format!("node {id} crashes: {how:?}"));
+        if let Some(index) = self.followers_entry_of_leader(id) {
+            self.crashed_leaders.insert(id, index);
+        }
         let running = self.registry.lock().remove(&id);
         let disk = &self.disks[&id];
         match how {
@@ -631,6 +641,45 @@ impl World<'_> {
             Crash::InCommit => self.faults.bump(IN_COMMIT),
         }
         Ok(())
+    }
+
+    /// If node `id` leads: the highest index at which another node's log ends in an entry of
+    /// its term (an entry it sent, early or not).
+    fn followers_entry_of_leader(&self, id: u64) -> Option<u64> {
+        let nodes = self.registry.lock();
+        let metrics = nodes.get(&id)?.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return None;
+        }
+        nodes
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .filter_map(|(_, running)| {
+                let bytes = running.log.upgrade()?.last().ok()??;
+                let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+                let leader = entry.log_id.leader_id;
+                (leader.term == metrics.current_term && leader.node_id == id)
+                    .then_some(entry.log_id.index)
+            })
+            .max()
+    }
+
+    /// Counts a crashed leader whose new boot lacks an entry a follower held when it crashed:
+    /// with early appends, a follower can hold an entry its leader never made durable.
+    fn check_crashed_leaders(&mut self) {
+        let nodes = self.registry.lock();
+        let mut lost = 0;
+        self.crashed_leaders.retain(|id, held| match nodes.get(id) {
+            Some(running) => {
+                if running.boot_last_index.is_none_or(|last| last < *held) {
+                    lost += 1;
+                }
+                false
+            }
+            None => true,
+        });
+        drop(nodes);
+        self.faults.add(LEADER_LOST, lost);
     }
 
     fn restart(&mut self, id: u64) {

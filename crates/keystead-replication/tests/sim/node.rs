@@ -32,6 +32,8 @@ pub struct Running {
     pub writes: Arc<WriteBatcher>,
     pub lease: Arc<LeaderLease>,
     pub early: Arc<EarlyAppend>,
+    /// The last log index this boot started with (what its disk kept).
+    pub boot_last_index: Option<u64>,
 }
 
 /// The running boot of each node, shared by the hosts and the driver.
@@ -102,6 +104,8 @@ pub async fn run(
         StateMachine::new(store.clone(), log.clone()),
     )
     .await?;
+    // Nothing has reached this boot yet: its listener is not bound.
+    let boot_last_index = raft.metrics().borrow().last_log_index;
     early.attach(raft.clone());
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", net::PORT)).await?;
     let writes = WriteBatcher::start(raft.clone());
@@ -114,6 +118,7 @@ pub async fn run(
             writes: writes.clone(),
             lease: lease.clone(),
             early: early.clone(),
+            boot_last_index,
         },
     );
     if id == 1 && !raft.is_initialized().await? {
