@@ -123,9 +123,10 @@ impl ClusterNode {
             {
                 let log_store = LogStore::open(log_file.clone(), store.clone())
                     .map_err(|e| format!("opening the raft log: {e}"))?;
-                match settings.early_appends {
-                    true => log_store.with_early_append(early.clone()),
-                    false => log_store,
+                if settings.early_appends {
+                    log_store.with_early_append(early.clone())
+                } else {
+                    log_store
                 }
             },
             StateMachine::new(store, log_file),

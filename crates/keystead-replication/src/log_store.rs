@@ -89,9 +89,10 @@ impl LogStore {
     /// hint the log no longer holds (written with one of those entries) is dropped: openraft
     /// re-applies the log up to the hint at start-up.
     pub fn open(log: Arc<RaftLogFile>, state: Arc<Store>) -> Result<LogStore, StorageError> {
-        LogStore::reconcile_with_state(&log, &state)?;
+        let (applied, _) = StateMachine::applied(&state)?;
+        LogStore::reconcile_with_state(&log, applied)?;
         LogStore::cut_at_hole(&log)?;
-        LogStore::check_committed_hint(&log, &state)?;
+        LogStore::check_committed_hint(&log, applied)?;
         Ok(LogStore {
             log,
             state,
@@ -103,8 +104,7 @@ impl LogStore {
     }
 
     /// Empties a log that disagrees with the installed snapshot (see [`LogStore::open`]).
-    fn reconcile_with_state(log: &RaftLogFile, state: &Store) -> Result<(), StorageError> {
-        let (applied, _) = StateMachine::applied(state)?;
+    fn reconcile_with_state(log: &RaftLogFile, applied: Option<LogId>) -> Result<(), StorageError> {
         let Some(applied) = applied else {
             // A node that has applied nothing has no purged log, unless openraft purged it for
             // the node's first snapshot (it asks for that purge before the install runs, and
@@ -124,14 +124,9 @@ impl LogStore {
             return Ok(());
         };
         let purged: Option<LogId> = LogStore::meta(log, LAST_PURGED)?;
-        let agrees = match log
-            .get(applied.index)
-            .map_err(|e| io_error(StorageIOError::read_logs, e))?
+        if purged.is_none_or(|purged| purged.index < applied.index)
+            && !LogStore::holds(log, applied)?
         {
-            Some(bytes) => LogStore::decode(&bytes)?.log_id == applied,
-            None => false,
-        };
-        if purged.is_none_or(|purged| purged.index < applied.index) && !agrees {
             let bytes = serde_json::to_vec(&Some(applied))
                 .map_err(|e| io_error(StorageIOError::write_logs, e))?;
             log.reset_to(applied.index, LAST_PURGED, &bytes)
@@ -162,22 +157,14 @@ impl LogStore {
 
     /// Drops a committed-position hint past the applied position that names an entry the log
     /// does not hold (see [`LogStore::open`]).
-    fn check_committed_hint(log: &RaftLogFile, state: &Store) -> Result<(), StorageError> {
+    fn check_committed_hint(log: &RaftLogFile, applied: Option<LogId>) -> Result<(), StorageError> {
         let Some(hint) = LogStore::meta::<Option<LogId>>(log, COMMITTED)?.flatten() else {
             return Ok(());
         };
-        let (applied, _) = StateMachine::applied(state)?;
         if applied.is_some_and(|applied| applied.index >= hint.index) {
             return Ok(());
         }
-        let held = match log
-            .get(hint.index)
-            .map_err(|e| io_error(StorageIOError::read_logs, e))?
-        {
-            Some(bytes) => LogStore::decode(&bytes)?.log_id == hint,
-            None => false,
-        };
-        if !held {
+        if !LogStore::holds(log, hint)? {
             let none = serde_json::to_vec(&None::<LogId>)
                 .map_err(|e| io_error(StorageIOError::write_logs, e))?;
             log.meta_put(COMMITTED, &none)
@@ -188,6 +175,17 @@ impl LogStore {
             );
         }
         Ok(())
+    }
+
+    /// Whether the log holds the entry `id` (an entry at its index with that log id).
+    fn holds(log: &RaftLogFile, id: LogId) -> Result<bool, StorageError> {
+        match log
+            .get(id.index)
+            .map_err(|e| io_error(StorageIOError::read_logs, e))?
+        {
+            Some(bytes) => Ok(LogStore::decode(&bytes)?.log_id == id),
+            None => Ok(false),
+        }
     }
 
     /// Sends this node's appends as leader early to the followers (`early_append.rs`).

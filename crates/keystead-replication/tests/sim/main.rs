@@ -667,6 +667,9 @@ impl World<'_> {
     /// Counts a crashed leader whose new boot lacks an entry a follower held when it crashed:
     /// with early appends, a follower can hold an entry its leader never made durable.
     fn check_crashed_leaders(&mut self) {
+        if self.crashed_leaders.is_empty() {
+            return;
+        }
         let nodes = self.registry.lock();
         let mut lost = 0;
         self.crashed_leaders.retain(|id, held| match nodes.get(id) {
